@@ -1,0 +1,23 @@
+"""Test a checkpoint written by train.py: the model and data come from the config stored in it.
+
+    python eval.py ckpt_path=outputs/train/<date>_<time>/checkpoints/last.ckpt
+    python eval.py ckpt_path=... data=mnist data.data_dir=/elsewhere   # other data, same model
+"""
+
+import hydra
+from omegaconf import DictConfig
+
+from src.config import register_schemas
+
+register_schemas()
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="eval")
+def main(cfg: DictConfig) -> None:
+    from src.eval import evaluate
+
+    evaluate(cfg)
+
+
+if __name__ == "__main__":
+    main()

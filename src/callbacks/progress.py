@@ -1,0 +1,64 @@
+"""Progress reporting: a rich bar in a terminal, a few plain lines in logs (CI, SLURM, nohup)."""
+
+import sys
+import time
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
+
+
+def auto_progress_bar(every_n_seconds: float = 30.0) -> ProgressBar:
+    """RichProgressBar when stdout is a terminal; otherwise `LineProgress`.
+
+    (Rich prints nothing until the end without a terminal, and tqdm floods logs.)
+    """
+    if sys.stdout.isatty():
+        return RichProgressBar()
+    return LineProgress(every_n_seconds=every_n_seconds)
+
+
+def _format(metrics: dict, prefixes: tuple[str, ...]) -> str:
+    return "  ".join(f"{k} {float(v):.4f}" for k, v in sorted(metrics.items()) if k.startswith(prefixes))
+
+
+class LineProgress(ProgressBar):
+    """One line per epoch with the latest train/val metrics, plus one every `every_n_seconds` inside
+    long epochs."""
+
+    def __init__(self, every_n_seconds: float = 30.0) -> None:
+        super().__init__()
+        self.every_n_seconds = every_n_seconds
+        self._enabled = True
+        self._start = self._last_line = 0.0
+
+    def disable(self) -> None:
+        self._enabled = False
+
+    def enable(self) -> None:
+        self._enabled = True
+
+    @property
+    def is_enabled(self) -> bool:
+        return self._enabled
+
+    def _line(self, text: str) -> None:
+        if self._enabled:
+            print(f"[{time.monotonic() - self._start:7.1f}s] {text}", flush=True)
+            self._last_line = time.monotonic()
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start = self._last_line = time.monotonic()
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        if time.monotonic() - self._last_line >= self.every_n_seconds:
+            total = self.total_train_batches
+            metrics = _format(trainer.progress_bar_metrics, ("train/",))
+            self._line(f"epoch {trainer.current_epoch} batch {batch_idx + 1}/{total}  {metrics}")
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        epochs = f"{trainer.current_epoch + 1}/{trainer.max_epochs}" if trainer.max_epochs else trainer.current_epoch
+        metrics = _format(trainer.callback_metrics, ("train/", "val/"))
+        self._line(f"epoch {epochs}  step {trainer.global_step}  {metrics}")
+
+    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._line(f"test  {_format(trainer.callback_metrics, ('test/',))}")

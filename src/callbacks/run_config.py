@@ -1,0 +1,16 @@
+"""Store the run's resolved config in every checkpoint, so `eval.py` can rebuild the run from it."""
+
+from typing import Any
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import Callback
+
+
+class RunConfigInCheckpoint(Callback):
+    """Adds `checkpoint["run_config"]`: plain containers only, so `weights_only=True` loading works."""
+
+    def __init__(self, run_config: dict[str, Any]) -> None:
+        self.run_config = run_config
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        checkpoint["run_config"] = self.run_config

@@ -1,0 +1,57 @@
+"""Typed schemas registered in Hydra's ConfigStore.
+
+A schema makes Hydra reject a misspelt key (`trainer.devicez=2`) or a wrong type
+(`trainer.max_epochs=abc`) while composing, before torch is imported.
+"""
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+
+
+@dataclass
+class TrainerConf:
+    """The `lightning.pytorch.Trainer` arguments this template sets from config."""
+
+    _target_: str = "lightning.pytorch.Trainer"
+    accelerator: str = "auto"
+    strategy: Any = "auto"
+    devices: Any = 1  # int, "auto", or a list such as [0, 1]
+    num_nodes: int = 1
+    precision: Any = 32  # 32, "16-mixed", "bf16-mixed", ...
+    max_epochs: Optional[int] = None
+    min_epochs: Optional[int] = None
+    max_steps: int = -1
+    max_time: Optional[str] = None
+    fast_dev_run: Any = False  # bool or a number of batches
+    limit_train_batches: Optional[float] = None
+    limit_val_batches: Optional[float] = None
+    limit_test_batches: Optional[float] = None
+    limit_predict_batches: Optional[float] = None
+    overfit_batches: float = 0.0
+    val_check_interval: Optional[float] = None
+    check_val_every_n_epoch: Optional[int] = 1
+    num_sanity_val_steps: Optional[int] = None
+    log_every_n_steps: Optional[int] = None
+    enable_checkpointing: Optional[bool] = None
+    enable_progress_bar: Optional[bool] = None
+    enable_model_summary: Optional[bool] = None
+    accumulate_grad_batches: int = 1
+    gradient_clip_val: Optional[float] = None
+    gradient_clip_algorithm: Optional[str] = None
+    deterministic: Any = None  # bool or "warn"
+    benchmark: Optional[bool] = None
+    inference_mode: bool = True
+    use_distributed_sampler: bool = True
+    profiler: Optional[str] = None
+    detect_anomaly: bool = False
+    sync_batchnorm: bool = False
+    reload_dataloaders_every_n_epochs: int = 0
+    default_root_dir: Optional[str] = None
+    enable_autolog_hparams: bool = True
+
+
+def register_schemas() -> None:
+    """Make `trainer/schema` available to the trainer configs' defaults lists."""
+    ConfigStore.instance().store(group="trainer", name="schema", node=TrainerConf)

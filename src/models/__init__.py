@@ -1,0 +1,1 @@
+"""Plain `nn.Module` networks: image batches (B, C, H, W) in, logits (B, num_classes) out."""

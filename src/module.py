@@ -1,0 +1,104 @@
+"""ClassificationModule: one LightningModule that trains whatever network it is given."""
+
+from collections.abc import Callable
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MaxMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
+
+
+class ClassificationModule(pl.LightningModule):
+    """Cross-entropy training, accuracy metrics and optimisation for any classifier network.
+
+    Args:
+        net: a network mapping images (B, C, H, W) to logits (B, num_classes).
+        optimizer: `optimizer(params)` builds the optimizer (a Hydra `_partial_`).
+        scheduler: `scheduler(optimizer, total_steps=N)` builds a per-step LR schedule, or None.
+        num_classes: for the accuracy metrics.
+        label_smoothing: cross-entropy label smoothing in [0, 1).
+        compile: compile the network in place with `torch.compile` (checkpoint keys are unchanged).
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: OptimizerFactory,
+        num_classes: int,
+        scheduler: SchedulerFactory | None = None,
+        label_smoothing: float = 0.0,
+        compile: bool = False,
+    ) -> None:
+        super().__init__()
+        # Only plain values go into hparams so checkpoints load with weights_only=True.
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
+        self.net = net
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc_best = MaxMetric()
+
+    def configure_model(self) -> None:
+        # nn.Module.compile() compiles in place: parameter names keep no `_orig_mod.` prefix.
+        if self.hparams.compile:
+            self.net.compile()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        x, y = batch  # (B, C, H, W), (B,)
+        logits = self(x)  # (B, num_classes)
+        loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
+        return loss, logits, y
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss, logits, y = self._shared_step(batch)
+        self.train_acc(logits, y)
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+        return loss
+
+    def on_train_start(self) -> None:
+        # The sanity-check validation ran on an untrained net; its accuracy is not a best.
+        self.val_acc_best.reset()
+
+    def on_validation_epoch_start(self) -> None:
+        self.val_acc.reset()
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        loss, logits, y = self._shared_step(batch)
+        self.val_acc.update(logits, y)
+        self.log("val/loss", loss, on_epoch=True, sync_dist=True)
+
+    def on_validation_epoch_end(self) -> None:
+        acc = self.val_acc.compute()  # synchronised across ranks by torchmetrics
+        self.val_acc_best(acc)
+        self.log("val/acc", acc, prog_bar=True)
+        self.log("val/acc_best", self.val_acc_best.compute())
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        loss, logits, y = self._shared_step(batch)
+        self.test_acc(logits, y)
+        self.log("test/loss", loss, on_epoch=True, sync_dist=True)
+        self.log("test/acc", self.test_acc, on_epoch=True)
+
+    def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return self(x).argmax(dim=1)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        optimizer = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
+            return {"optimizer": optimizer}
+        total_steps = int(self.trainer.estimated_stepping_batches)
+        scheduler = self.scheduler_factory(optimizer, total_steps=total_steps)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

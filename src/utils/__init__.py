@@ -1,0 +1,1 @@
+"""Small named helpers: git state, tracking (W&B), instantiation of config groups."""

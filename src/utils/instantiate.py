@@ -1,0 +1,37 @@
+"""Build the callbacks and loggers named in a config group (a dict of `_target_` entries)."""
+
+import logging
+
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor
+from lightning.pytorch.loggers import Logger
+from omegaconf import DictConfig
+
+log = logging.getLogger(__name__)
+
+
+def instantiate_group(group: DictConfig | None) -> list:
+    """Instantiate every entry of a group; an entry set to null (`callbacks.early_stopping=null`) is skipped."""
+    if not group:
+        return []
+    objects = []
+    for name, node in group.items():
+        if node is None:
+            continue
+        if not isinstance(node, DictConfig) or "_target_" not in node:
+            raise ValueError(f"Config entry {name!r} has no _target_: {node}")
+        objects.append(instantiate(node))
+    return objects
+
+
+def instantiate_loggers(group: DictConfig | None) -> list[Logger]:
+    return instantiate_group(group)
+
+
+def instantiate_callbacks(group: DictConfig | None, has_logger: bool) -> list[Callback]:
+    """Callbacks; the learning-rate monitor is dropped with a note when there is no logger to write to."""
+    callbacks = instantiate_group(group)
+    if not has_logger and any(isinstance(c, LearningRateMonitor) for c in callbacks):
+        log.info("No logger (logger=none): the learning-rate monitor is left out")
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    return callbacks

@@ -1,0 +1,28 @@
+"""Train a model: Hydra composes conf/train.yaml with your overrides, then src.train.train runs it.
+
+    python train.py                                   # cnn on the bundled digits, CSV + W&B (offline without a key)
+    python train.py model=resnet model.net.depth=34 data=cifar10 trainer=gpu
+    python train.py experiment=digits_rnn logger=none
+    python train.py -m optimizer.lr=1e-3,3e-3,1e-2    # a sweep: one run (and one W&B run) per value
+"""
+
+import hydra
+from omegaconf import DictConfig
+
+from src.config import register_schemas
+
+register_schemas()
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    # Imported here so a config error is reported before torch and Lightning load.
+    from src.train import train
+
+    metrics = train(cfg)
+    # A sweeper that optimises (e.g. Optuna) reads the returned value.
+    return metrics.get(cfg.get("optimized_metric") or "", None)
+
+
+if __name__ == "__main__":
+    main()
