@@ -1,7 +1,7 @@
 """Test a checkpoint written by train.py: the model and data come from the config stored in it.
 
-    python eval.py ckpt_path=outputs/train/<date>_<time>/checkpoints/last.ckpt
-    python eval.py ckpt_path=... data=mnist data.data_dir=/elsewhere   # other data, same model
+python eval.py ckpt_path=outputs/train/<date>_<time>/checkpoints/last.ckpt
+python eval.py ckpt_path=... data=mnist data.data_dir=/elsewhere   # other data, same model
 """
 
 import hydra

@@ -1,9 +1,9 @@
 """Train a model: Hydra composes conf/train.yaml with your overrides, then src.train.train runs it.
 
-    python train.py                                   # cnn on the bundled digits, CSV + W&B (offline without a key)
-    python train.py model=resnet model.net.depth=34 data=cifar10 trainer=gpu
-    python train.py experiment=digits_rnn logger=none
-    python train.py -m optimizer.lr=1e-3,3e-3,1e-2    # a sweep: one run (and one W&B run) per value
+python train.py                                   # cnn on the bundled digits, CSV + W&B (offline without a key)
+python train.py model=resnet model.net.depth=34 data=cifar10 trainer=gpu
+python train.py experiment=digits_rnn logger=none
+python train.py -m optimizer.lr=1e-3,3e-3,1e-2    # a sweep: one run (and one W&B run) per value
 """
 
 import hydra

@@ -5,7 +5,7 @@ A schema makes Hydra reject a misspelt key (`trainer.devicez=2`) or a wrong type
 """
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
@@ -20,35 +20,35 @@ class TrainerConf:
     devices: Any = 1  # int, "auto", or a list such as [0, 1]
     num_nodes: int = 1
     precision: Any = 32  # 32, "16-mixed", "bf16-mixed", ...
-    max_epochs: Optional[int] = None
-    min_epochs: Optional[int] = None
+    max_epochs: int | None = None
+    min_epochs: int | None = None
     max_steps: int = -1
-    max_time: Optional[str] = None
+    max_time: str | None = None
     fast_dev_run: Any = False  # bool or a number of batches
-    limit_train_batches: Optional[float] = None
-    limit_val_batches: Optional[float] = None
-    limit_test_batches: Optional[float] = None
-    limit_predict_batches: Optional[float] = None
+    limit_train_batches: float | None = None
+    limit_val_batches: float | None = None
+    limit_test_batches: float | None = None
+    limit_predict_batches: float | None = None
     overfit_batches: float = 0.0
-    val_check_interval: Optional[float] = None
-    check_val_every_n_epoch: Optional[int] = 1
-    num_sanity_val_steps: Optional[int] = None
-    log_every_n_steps: Optional[int] = None
-    enable_checkpointing: Optional[bool] = None
-    enable_progress_bar: Optional[bool] = None
-    enable_model_summary: Optional[bool] = None
+    val_check_interval: float | None = None
+    check_val_every_n_epoch: int | None = 1
+    num_sanity_val_steps: int | None = None
+    log_every_n_steps: int | None = None
+    enable_checkpointing: bool | None = None
+    enable_progress_bar: bool | None = None
+    enable_model_summary: bool | None = None
     accumulate_grad_batches: int = 1
-    gradient_clip_val: Optional[float] = None
-    gradient_clip_algorithm: Optional[str] = None
+    gradient_clip_val: float | None = None
+    gradient_clip_algorithm: str | None = None
     deterministic: Any = None  # bool or "warn"
-    benchmark: Optional[bool] = None
+    benchmark: bool | None = None
     inference_mode: bool = True
     use_distributed_sampler: bool = True
-    profiler: Optional[str] = None
+    profiler: str | None = None
     detect_anomaly: bool = False
     sync_batchnorm: bool = False
     reload_dataloaders_every_n_epochs: int = 0
-    default_root_dir: Optional[str] = None
+    default_root_dir: str | None = None
     enable_autolog_hparams: bool = True
 
 

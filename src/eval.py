@@ -8,20 +8,20 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from src.utils.instantiate import instantiate_loggers
 from src.utils.console import tidy_console
+from src.utils.instantiate import instantiate_group, instantiate_loggers
 from src.utils.tracking import finish_tracking
 
 log = logging.getLogger(__name__)
 tidy_console()
 
 
-def load_run_config(ckpt_path: str | Path) -> DictConfig:
-    """The resolved training config stored in a checkpoint by `RunConfigInCheckpoint`."""
+def load_checkpoint(ckpt_path: str | Path) -> tuple[DictConfig, dict]:
+    """The training config (stored by `RunConfigInCheckpoint`) and the weights of a checkpoint."""
     checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     if "run_config" not in checkpoint:
         raise KeyError(f"{ckpt_path} holds no run_config: was it written by this template's train.py?")
-    return OmegaConf.create(checkpoint["run_config"])
+    return OmegaConf.create(checkpoint["run_config"]), checkpoint["state_dict"]
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
@@ -31,15 +31,17 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     ckpt_path = Path(cfg.ckpt_path)
     if not ckpt_path.is_file():
         raise FileNotFoundError(f"ckpt_path={ckpt_path} is not a file")
-    trained = load_run_config(ckpt_path)
+    trained, state_dict = load_checkpoint(ckpt_path)
     data_cfg = cfg.data if cfg.get("data") else trained.data
     # Evaluation never compiles: a compiled run's weights load unchanged into the plain network.
     module: pl.LightningModule = instantiate(trained.model, optimizer=trained.optimizer, compile=False)
+    module.load_state_dict(state_dict)
     datamodule: pl.LightningDataModule = instantiate(data_cfg)
     loggers = instantiate_loggers(cfg.get("logger"))
-    trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers or False)
+    callbacks = instantiate_group(cfg.get("callbacks"))
+    trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
     try:
-        results = trainer.test(module, datamodule=datamodule, ckpt_path=str(ckpt_path), weights_only=True)
+        results = trainer.test(module, datamodule=datamodule)
     finally:
         finish_tracking(loggers)
     metrics = {k: float(v) for k, v in results[0].items()} if results else {}

@@ -9,9 +9,9 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig
 
 from src.callbacks.run_config import RunConfigInCheckpoint
+from src.utils.console import tidy_console
 from src.utils.instantiate import instantiate_callbacks, instantiate_loggers
 from src.utils.run_record import run_config, save_run_config
-from src.utils.console import tidy_console
 from src.utils.tracking import finish_tracking
 
 log = logging.getLogger(__name__)
@@ -63,4 +63,3 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 def _format(metrics: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()))
-

@@ -1,6 +1,7 @@
 """A small VGG-style ConvNet whose widths, batch norm and dropout are config knobs."""
 
 from collections.abc import Sequence
+from itertools import pairwise
 
 import torch
 from torch import nn
@@ -37,9 +38,7 @@ class ConvNet(nn.Module):
         if not widths:
             raise ValueError("ConvNet needs at least one stage width, got widths=[]")
         channels = [in_channels, *widths]
-        self.features = nn.Sequential(
-            *(conv_block(c_in, c_out, batch_norm) for c_in, c_out in zip(channels, channels[1:]))
-        )
+        self.features = nn.Sequential(*(conv_block(c_in, c_out, batch_norm) for c_in, c_out in pairwise(channels)))
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(widths[-1], num_classes)

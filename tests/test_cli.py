@@ -1,0 +1,78 @@
+"""train.py and eval.py as a user runs them: errors, the default run, DDP, sweeps."""
+
+import re
+import time
+
+import pytest
+import yaml
+
+from tests.conftest import run_script
+from tests.test_train import wandb_summary
+
+QUICK = ["trainer=cpu", "trainer.max_epochs=2"]
+
+
+@pytest.mark.parametrize(
+    "override,expected",
+    [
+        ("model=resnt", r"Could not find 'model/resnt'.*Available options in 'model':\s+cnn\s+resnet\s+rnn"),
+        ("trainer.devicez=2", r"Key 'devicez' not in 'TrainerConf'\s+full_key: trainer.devicez"),
+        (
+            "trainer.max_epochs=abc",
+            r"Value 'abc' of type 'str' could not be converted to Integer\s+full_key: trainer.max_epochs",
+        ),
+    ],
+)
+def test_config_errors_name_the_bad_value_before_training(tmp_path, override, expected):
+    done = run_script("train.py", override, f"hydra.run.dir={tmp_path}")
+    assert done.returncode != 0
+    assert re.search(expected, done.stderr, re.S), done.stderr
+    assert not (tmp_path / "config.yaml").exists()  # nothing started
+
+
+def test_default_run_trains_digits_and_eval_reproduces_it(tmp_path):
+    """`python train.py` as in the README (W&B offline), then `python eval.py` on its best checkpoint."""
+    start = time.monotonic()
+    done = run_script("train.py", f"hydra.run.dir={tmp_path}")
+    seconds = time.monotonic() - start
+    assert done.returncode == 0, done.stderr[-3000:]
+    test_acc = float(re.search(r"Final metrics: .*test/acc=([0-9.]+)", done.stdout + done.stderr).group(1))
+    print(f"python train.py: test/acc {test_acc:.4f} in {seconds:.1f} s from process start")
+    assert test_acc >= 0.97
+    assert "wandb sync" in done.stdout + done.stderr  # says where the offline run is and how to upload it
+
+    best = next((tmp_path / "checkpoints").glob("epoch_*.ckpt"))
+    done = run_script("eval.py", f"ckpt_path={best}", f"hydra.run.dir={tmp_path / 'eval'}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    evaluated = float(re.search(r"test/acc=([0-9.]+)", done.stdout + done.stderr).group(1))
+    assert evaluated == pytest.approx(test_acc, abs=1e-3)
+
+
+def test_ddp_on_two_cpu_processes_gives_one_run(tmp_path):
+    done = run_script(
+        "train.py", *QUICK, "trainer.devices=2", "trainer.strategy=ddp", "logger=default", f"hydra.run.dir={tmp_path}"
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in done.stdout + done.stderr
+    assert len(list(tmp_path.glob("wandb/offline-run-*"))) == 1
+    assert (tmp_path / "config.yaml").exists() and (tmp_path / "checkpoints" / "last.ckpt").exists()
+    record = wandb_summary(next(tmp_path.glob("wandb/offline-run-*")))
+    assert record["config"]["trainer"]["devices"] == 2 and record["summary"]["test/acc"] > 0.5
+
+
+def test_multirun_gives_one_folder_and_one_wandb_run_per_job(tmp_path):
+    done = run_script(
+        "train.py", "-m", *QUICK, "logger=default", "optimizer.lr=0.001,0.01", f"hydra.sweep.dir={tmp_path}"
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    jobs = sorted(p for p in tmp_path.iterdir() if p.is_dir() and p.name.isdigit())
+    assert [p.name for p in jobs] == ["0", "1"]
+    lrs = []
+    for job in jobs:
+        runs = list(job.glob("wandb/offline-run-*"))
+        assert len(runs) == 1
+        record = wandb_summary(runs[0])
+        assert record["state"] == "finished" and "test/acc" in record["summary"]
+        lrs.append(record["config"]["optimizer"]["lr"])
+        assert yaml.safe_load((job / "config.yaml").read_text())["optimizer"]["lr"] == lrs[-1]
+    assert lrs == [0.001, 0.01]

@@ -1,0 +1,115 @@
+"""Every option of every config group, and every experiment, composes and instantiates."""
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch import LightningDataModule, LightningModule, Trainer
+
+from src.utils.instantiate import instantiate_callbacks, instantiate_loggers
+from tests.conftest import CONF
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def test_every_group_has_its_options():
+    assert options("model") == ["cnn", "resnet", "rnn"]
+    assert options("data") == ["cifar10", "digits", "imagefolder", "mnist", "synthetic"]
+    assert options("trainer") == ["cpu", "ddp", "default", "gpu"]
+    assert options("logger") == ["csv", "default", "none", "tensorboard", "wandb"]
+    assert set(options("debug")) == {"fdr", "limit", "overfit", "profiler"}
+
+
+def build_module(cfg) -> LightningModule:
+    return instantiate(cfg.model, optimizer=cfg.optimizer, scheduler=cfg.get("scheduler"))
+
+
+def forward_one_batch(cfg, module: LightningModule) -> None:
+    x = torch.randn(2, cfg.data.in_channels, cfg.data.image_size, cfg.data.image_size)
+    assert module(x).shape == (2, cfg.data.num_classes)
+
+
+@pytest.mark.parametrize("model", options("model"))
+@pytest.mark.parametrize("data", options("data"))
+def test_model_and_data_compose_and_instantiate(make_cfg, model, data):
+    cfg = make_cfg(f"model={model}", f"data={data}", "model.net.width=8" if model == "resnet" else "seed=0")
+    assert isinstance(instantiate(cfg.data), LightningDataModule)
+    module = build_module(cfg)
+    forward_one_batch(cfg, module)
+
+
+@pytest.mark.parametrize("optimizer", options("optimizer"))
+@pytest.mark.parametrize("scheduler", options("scheduler"))
+def test_optimizer_and_scheduler_build(make_cfg, optimizer, scheduler):
+    cfg = make_cfg(f"optimizer={optimizer}", f"scheduler={scheduler}")
+    params = [torch.nn.Parameter(torch.zeros(3))]
+    opt = instantiate(cfg.optimizer)(params=params)
+    assert opt.param_groups[0]["lr"] == cfg.optimizer.lr
+    if cfg.scheduler is None:
+        return
+    sched = instantiate(cfg.scheduler)(opt, total_steps=100)
+    lrs = []
+    for _ in range(100):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step(), sched.step()
+    assert max(lrs) == pytest.approx(cfg.optimizer.lr, rel=0.05)  # peaks at the configured lr
+    assert lrs[0] < max(lrs) and lrs[-1] < 0.1 * max(lrs)  # warms up, then decays
+
+
+@pytest.mark.parametrize("trainer", options("trainer"))
+def test_trainer_options_instantiate(make_cfg, trainer):
+    overrides = [f"trainer={trainer}"]
+    if trainer == "gpu" and not torch.cuda.is_available():
+        cfg = make_cfg(*overrides)
+        assert cfg.trainer.accelerator == "gpu" and cfg.trainer.precision == "bf16-mixed"
+        overrides.append("trainer.accelerator=cpu")  # no GPU here: the rest of the config still has to build
+    if trainer == "ddp":
+        overrides.append("trainer.accelerator=cpu")
+    cfg = make_cfg(*overrides)
+    assert isinstance(instantiate(cfg.trainer), Trainer)
+
+
+@pytest.mark.parametrize("logger", options("logger"))
+def test_logger_options_instantiate(make_cfg, logger):
+    cfg = make_cfg(f"logger={logger}")
+    loggers = instantiate_loggers(cfg.get("logger"))
+    expected = {"csv": 1, "default": 2, "none": 0, "tensorboard": 1, "wandb": 1}[logger]
+    assert len(loggers) == expected
+
+
+@pytest.mark.parametrize("callbacks", options("callbacks"))
+def test_callback_options_instantiate(make_cfg, callbacks):
+    cfg = make_cfg(f"callbacks={callbacks}")
+    built = instantiate_callbacks(cfg.get("callbacks"), has_logger=True)
+    assert len(built) == {"default": 4, "early_stopping": 5, "none": 0}[callbacks]
+    Trainer(callbacks=built, logger=False, accelerator="cpu")
+
+
+def test_lr_monitor_is_left_out_without_a_logger(make_cfg):
+    cfg = make_cfg("logger=none")
+    assert len(instantiate_callbacks(cfg.callbacks, has_logger=False)) == 3
+
+
+@pytest.mark.parametrize("name", options("experiment") + options("debug") + options("hparams_search"))
+def test_experiments_debug_modes_and_searches_compose(make_cfg, name):
+    group = next(g for g in ("experiment", "debug", "hparams_search") if (CONF / g / f"{name}.yaml").exists())
+    cfg = make_cfg(f"{group}={name}")
+    assert isinstance(instantiate(cfg.data), LightningDataModule)
+    forward_one_batch(cfg, build_module(cfg))
+    if cfg.trainer.accelerator == "gpu" and not torch.cuda.is_available():
+        return
+    assert isinstance(instantiate(cfg.trainer), Trainer)
+
+
+def test_paths_and_eval_compose(make_cfg, tmp_path):
+    cfg = make_cfg()
+    assert cfg.paths.output_dir == str(tmp_path)
+    cfg = make_cfg("ckpt_path=some.ckpt", config_name="eval")
+    assert cfg.ckpt_path == "some.ckpt" and cfg.get("data") is None
+    assert isinstance(instantiate(cfg.trainer), Trainer)
+
+
+def test_shapes_reach_the_model_from_the_data_config(make_cfg):
+    cfg = make_cfg("model=rnn", "data=cifar10")
+    assert (cfg.model.net.in_channels, cfg.model.net.image_size, cfg.model.net.num_classes) == (3, 32, 10)

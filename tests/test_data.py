@@ -1,0 +1,171 @@
+"""Data modules: real splits, shapes, normalisation, batched augmentation, real files when present."""
+
+import gzip
+import shutil
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra.utils import instantiate
+from PIL import Image
+
+from src.data.augment import random_crop, random_flip
+from src.data.digits import DigitsDataModule
+from src.data.imagefolder import ImageFolderDataModule
+from src.data.synthetic import SyntheticDataModule
+from tests.conftest import SHARED_DATA
+
+DIGITS = dict(num_classes=10, in_channels=1, image_size=8, mean=(0.3053,), std=(0.376,))
+
+
+def normalised_batch(dm, split: str = "train"):
+    """The first batch of a split as the model receives it (after the device-side transform)."""
+    loader = {"train": dm.train_dataloader, "val": dm.val_dataloader, "test": dm.test_dataloader}[split]()
+    return dm.on_after_batch_transfer(next(iter(loader)), 0)
+
+
+def test_digits_split_is_fixed_stratified_and_disjoint():
+    dm = DigitsDataModule(**DIGITS)
+    dm.setup()
+    sizes = {name: len(labels) for name, (_, labels) in dm.splits.items()}
+    assert sizes == {"train": 1077, "val": 360, "test": 360}
+    for _, labels in dm.splits.values():  # every class in every split, in proportion (about 10% each)
+        counts = torch.bincount(labels, minlength=10).float() / len(labels)
+        assert counts.min() > 0.08 and counts.max() < 0.12
+    images = {name: {x.numpy().tobytes() for x in imgs} for name, (imgs, _) in dm.splits.items()}
+    assert not images["test"] & images["train"]  # no test image is a training image
+    again = DigitsDataModule(**DIGITS)
+    again.setup()
+    assert torch.equal(again.splits["test"][1], dm.splits["test"][1])
+
+
+def test_digits_batches_are_normalised():
+    dm = DigitsDataModule(batch_size=2000, **DIGITS)
+    dm.setup()
+    x, y = normalised_batch(dm)
+    assert x.shape == (1077, 1, 8, 8) and x.dtype == torch.float32 and y.dtype == torch.int64
+    assert abs(x.mean().item()) < 0.05 and abs(x.std().item() - 1) < 0.05
+
+
+def test_random_crop_shifts_each_image_within_the_padding():
+    x = torch.arange(2 * 3 * 6 * 6, dtype=torch.float32).view(2, 3, 6, 6) + 1
+    assert torch.equal(random_crop(x, padding=0), x)
+    torch.manual_seed(0)
+    crops = random_crop(x.repeat(50, 1, 1, 1), padding=2)
+    assert crops.shape == (100, 3, 6, 6)
+    # each crop equals the image shifted by at most 2 pixels, with zeros where it left the frame
+    for crop, image in zip(crops[:10], x.repeat(5, 1, 1, 1), strict=True):
+        found = False
+        for dy in range(-2, 3):
+            for dx in range(-2, 3):
+                padded = torch.nn.functional.pad(image, (2, 2, 2, 2))
+                window = padded[:, 2 + dy : 8 + dy, 2 + dx : 8 + dx]
+                found |= torch.equal(window, crop)
+        assert found
+    assert len({c.sum().item() for c in crops}) > 5  # offsets differ between images
+
+
+def test_random_flip_mirrors_about_half():
+    torch.manual_seed(0)
+    x = torch.arange(4.0).view(1, 1, 1, 4).repeat(1000, 1, 1, 1)
+    flipped = random_flip(x)
+    mirrored = (flipped == x.flip(3)).all(dim=(1, 2, 3))
+    kept = (flipped == x).all(dim=(1, 2, 3))
+    assert torch.all(mirrored | kept)
+    assert 400 < mirrored.sum() < 600
+
+
+def test_synthetic_shapes_and_determinism():
+    kwargs = dict(num_classes=4, in_channels=3, image_size=16, num_train=64, num_val=32, num_test=32)
+    a, b = SyntheticDataModule(**kwargs), SyntheticDataModule(**kwargs)
+    a.setup(), b.setup()
+    assert a.splits["train"][0].shape == (64, 3, 16, 16)
+    assert torch.equal(a.splits["val"][0], b.splits["val"][0])
+    assert a.splits["test"][1].max() < 4
+
+
+def write_image_tree(root: Path, classes: list[str], per_class: int, size: int = 12) -> None:
+    """A tiny ImageFolder tree of random PNGs (different sizes and modes, as real folders have)."""
+    rng = np.random.default_rng(0)
+    for c in classes:
+        (root / c).mkdir(parents=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 256, (size + i % 3, size, 3), dtype=np.uint8)
+            image = Image.fromarray(pixels)
+            (image.convert("L") if i % 2 else image).save(root / c / f"{i}.png")
+
+
+@pytest.mark.parametrize("with_val_and_test", [False, True])
+def test_imagefolder_reads_a_tree(tmp_path, with_val_and_test):
+    classes = ["cat", "dog", "emu"]
+    write_image_tree(tmp_path / "train", classes, per_class=10)
+    if with_val_and_test:
+        write_image_tree(tmp_path / "val", classes, per_class=2)
+        write_image_tree(tmp_path / "test", classes, per_class=3)
+    dm = ImageFolderDataModule(
+        data_dir=str(tmp_path),
+        num_classes=3,
+        in_channels=3,
+        image_size=8,
+        batch_size=64,
+        num_workers=0,
+        val_fraction=0.2,
+        mean=(0.5, 0.5, 0.5),
+        std=(0.25, 0.25, 0.25),
+    )
+    dm.setup()
+    sizes = {name: len(ds) for name, ds in dm.datasets.items()}
+    assert sizes == ({"train": 30, "val": 6, "test": 9} if with_val_and_test else {"train": 24, "val": 6, "test": 6})
+    x, y = normalised_batch(dm)
+    assert x.shape == (sizes["train"], 3, 8, 8) and x.dtype == torch.float32
+    assert set(y.tolist()) == {0, 1, 2}
+    assert x.min() >= -2.1 and x.max() <= 2.1  # (0..1 - 0.5) / 0.25
+
+
+def test_imagefolder_names_a_class_count_mismatch(tmp_path):
+    write_image_tree(tmp_path / "train", ["a", "b"], per_class=2)
+    dm = ImageFolderDataModule(data_dir=str(tmp_path), num_classes=10, in_channels=1, image_size=8)
+    with pytest.raises(ValueError, match=r"has 2 class folders \['a', 'b'\], but data.num_classes=10"):
+        dm.setup()
+
+
+def test_imagefolder_without_train_folder_says_so(tmp_path):
+    dm = ImageFolderDataModule(data_dir=str(tmp_path), num_classes=2, in_channels=1, image_size=8)
+    with pytest.raises(FileNotFoundError, match="has no train/ folder"):
+        dm.setup()
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "mnist").is_dir(), reason="../shared/data/mnist is absent")
+def test_mnist_reads_the_real_files(make_cfg, tmp_path):
+    raw = tmp_path / "data" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for archive in (SHARED_DATA / "mnist").glob(
+        "*.gz"
+    ):  # torchvision wants them unpacked, as its downloader leaves them
+        with gzip.open(archive) as src, open(raw / archive.stem, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+    cfg = make_cfg("data=mnist", f"data.data_dir={tmp_path / 'data'}")
+    dm = instantiate(cfg.data)
+    dm.prepare_data()  # finds the files: no download
+    dm.setup()
+    sizes = {name: len(labels) for name, (_, labels) in dm.splits.items()}
+    assert sizes == {"train": 55000, "val": 5000, "test": 10000}
+    assert torch.bincount(dm.splits["test"][1]).tolist()[:3] == [980, 1135, 1032]  # official test counts
+    x, _ = normalised_batch(dm, "test")
+    assert x.shape == (1000, 1, 28, 28) and abs(x.mean().item()) < 0.1 and abs(x.std().item() - 1) < 0.1
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "cifar10-jpeg").is_dir(), reason="../shared/data/cifar10-jpeg is absent")
+def test_imagefolder_reads_the_real_cifar10_jpegs(make_cfg, tmp_path):
+    for name in ("train", "test"):
+        with tarfile.open(SHARED_DATA / "cifar10-jpeg" / f"{name}.tar.gz") as tar:
+            tar.extractall(tmp_path / "cifar10", filter="data")
+    cfg = make_cfg("data=imagefolder", f"data.data_dir={tmp_path / 'cifar10'}", "data.num_workers=0")
+    dm = instantiate(cfg.data)
+    dm.setup()
+    assert {name: len(ds) for name, ds in dm.datasets.items()} == {"train": 45000, "val": 5000, "test": 10000}
+    assert dm.datasets["test"].classes[:3] == ["airplane", "automobile", "bird"]
+    x, y = normalised_batch(dm, "test")
+    assert x.shape == (500, 3, 32, 32) and y.max() <= 9

@@ -1,0 +1,97 @@
+"""End-to-end runs on digits, in-process: training works, checkpoints are safe, eval reproduces."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from src.eval import evaluate
+from src.train import train
+from tests.conftest import FAST
+
+# Each family for a few epochs on the 1,077 training digits; chance is 0.10.
+FAMILIES = {
+    "cnn": (["model=cnn"], 0.90),
+    "lstm": (["model=rnn", "model.net.cell=lstm"], 0.60),
+    "gru": (["model=rnn", "model.net.cell=gru", "model.net.bidirectional=true"], 0.60),
+    "resnet": (["model=resnet", "model.net.width=16"], 0.80),
+}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_each_family_learns_digits(make_cfg, tmp_path, family):
+    overrides, threshold = FAMILIES[family]
+    metrics = train(make_cfg(*FAST, *overrides))
+    assert metrics["val/acc"] > threshold
+    assert metrics["test/acc"] > threshold
+    with open(tmp_path / "csv" / "metrics.csv") as f:
+        val_acc = [float(row["val/acc"]) for row in csv.DictReader(f) if row["val/acc"]]
+    assert len(val_acc) == 3 and val_acc[-1] > val_acc[0]  # accuracy rises over the epochs
+
+
+def test_run_folder_holds_config_checkpoints_and_metrics(make_cfg, tmp_path):
+    train(make_cfg(*FAST, "tags=[a,b]"))
+    config = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    assert config["tags"] == ["a", "b"] and config["model"]["net"]["in_channels"] == 1
+    assert set(config["git"]) == {"commit", "dirty"}
+    checkpoints = sorted(p.name for p in (tmp_path / "checkpoints").glob("*.ckpt"))
+    assert "last.ckpt" in checkpoints and len(checkpoints) == 2
+    for name in checkpoints:  # plain tensors and containers only
+        ckpt = torch.load(tmp_path / "checkpoints" / name, map_location="cpu", weights_only=True)
+        assert ckpt["run_config"]["model"] == config["model"]
+        assert all(not k.startswith("net._orig_mod") for k in ckpt["state_dict"])
+
+
+def test_eval_reproduces_the_test_accuracy(make_cfg, tmp_path):
+    metrics = train(make_cfg(*FAST))
+    best = next(p for p in (tmp_path / "checkpoints").glob("epoch_*.ckpt"))
+    evaluated = evaluate(make_cfg(f"ckpt_path={best}", "trainer=cpu", "logger=none", config_name="eval"))
+    assert evaluated["test/acc"] == pytest.approx(metrics["test/acc"], abs=1e-3)
+
+
+def test_bf16_mixed_precision_trains_on_cpu(make_cfg):
+    metrics = train(make_cfg(*FAST, "trainer.precision=bf16-mixed"))
+    assert metrics["val/acc"] > 0.85
+
+
+@pytest.mark.parametrize("mode", ["fdr", "limit", "overfit", "profiler"])
+def test_debug_modes_run(make_cfg, mode):
+    metrics = train(make_cfg("trainer=cpu", "logger=csv", f"debug={mode}", "trainer.max_epochs=2"))
+    assert "test/acc" in metrics
+    if mode == "overfit":
+        assert metrics["train/acc"] > 0.9  # 3 batches memorised
+
+
+def wandb_summary(run_dir: Path) -> dict:
+    """What an offline run recorded: config, summary and tags, read back from its .wandb file."""
+    wandb_cli = Path(sys.executable).with_name("wandb")
+    out = subprocess.run(
+        [str(wandb_cli), "leet", "inspect", "--summary", "--json", str(run_dir)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout)
+
+
+def test_wandb_offline_run_records_config_and_metrics(make_cfg, tmp_path):
+    metrics = train(make_cfg(*FAST, "logger=default", "group=g1", "tags=[t1]"))
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    record = wandb_summary(runs[0])
+    assert record["state"] == "finished" and record["tags"] == ["t1"]
+    assert record["config"]["model"]["net"]["widths"] == [32, 64, 128]  # nested, not flattened
+    assert record["config"]["group"] == "g1" and "commit" in record["config"]["git"]
+    assert record["summary"]["test/acc"] == pytest.approx(metrics["test/acc"])
+    assert (tmp_path / "csv" / "metrics.csv").exists()  # the default logs locally as well
+
+
+def test_logger_none_writes_nothing_to_wandb(make_cfg, tmp_path):
+    train(make_cfg(*FAST, "logger=none"))
+    assert not list(tmp_path.rglob("*.wandb")) and not (tmp_path / "wandb").exists()
+    assert (tmp_path / "checkpoints" / "last.ckpt").exists()
