@@ -1,0 +1,55 @@
+"""Batches served straight from tensors that already live on the training device."""
+
+from collections.abc import Iterator
+
+import torch
+
+
+class DeviceBatches:
+    """An iterable of (images, labels) batches sliced from whole-split tensors, with no DataLoader.
+
+    Shuffling is seeded (`seed + epoch`), so every rank draws the same permutation and takes its own
+    shard of it: rank r gets positions r, r + W, r + 2W, ... (the permutation is padded by wrapping
+    around, as DistributedSampler does, so all ranks run the same number of steps).
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        batch_size: int,
+        shuffle: bool,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is outside world_size {world_size}")
+        self.images, self.labels = images, labels
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.rank, self.world_size = rank, world_size
+        self.epoch = 0
+        self.shard_size = -(-len(labels) // world_size)  # ceil: every rank gets as many samples
+
+    def __len__(self) -> int:
+        return -(-self.shard_size // self.batch_size)
+
+    def shard(self) -> torch.Tensor:
+        """This rank's sample indices for the current epoch, on the data's device."""
+        n = len(self.labels)
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed + self.epoch)
+            order = torch.randperm(n, generator=generator)
+        else:
+            order = torch.arange(n)
+        padded = order.repeat(-(-self.shard_size * self.world_size // n))[: self.shard_size * self.world_size]
+        return padded[self.rank :: self.world_size].to(self.labels.device)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        index = self.shard()
+        self.epoch += 1
+        for start in range(0, len(index), self.batch_size):
+            batch = index[start : start + self.batch_size]
+            yield self.images[batch], self.labels[batch]  # (B, C, H, W), (B,): gathered on the device

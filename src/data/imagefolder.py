@@ -1,0 +1,87 @@
+"""Bring-your-own images: a folder of `train/<class>/*` and optional `val/` and `test/` trees."""
+
+import logging
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+from torchvision import transforms
+from torchvision.datasets import ImageFolder
+
+from src.data.tensor_data import TensorDataModule
+
+log = logging.getLogger(__name__)
+
+
+class ImageFolderDataModule(TensorDataModule):
+    """Images decoded by workers into uint8 tensors of `image_size`; normalised and augmented per batch.
+
+    Without `val/`, `val_fraction` of `train/` is held out (seeded by `split_seed`); without
+    `test/`, the validation images double as the test set, and a warning says so.
+    """
+
+    max_value = 255.0
+
+    def __init__(self, data_dir: str, val_fraction: float = 0.1, split_seed: int = 0, **kwargs) -> None:
+        super().__init__(**kwargs)
+        if self.on_device:
+            raise ValueError("data.on_device=true is for in-memory data sets (digits, mnist, cifar10, synthetic); "
+                             "imagefolder decodes files in DataLoader workers")
+        self.data_dir = Path(data_dir)
+        self.val_fraction = val_fraction
+        self.split_seed = split_seed
+        self.datasets: dict[str, Dataset] = {}
+
+    def _folder(self, split: str) -> ImageFolder:
+        in_channels, size, _ = self.dims
+        to_tensor = transforms.Compose(
+            [
+                transforms.Grayscale() if in_channels == 1 else transforms.Lambda(_to_rgb),
+                transforms.Resize(size),
+                transforms.CenterCrop(size),
+                transforms.PILToTensor(),  # (C, H, W) uint8
+            ]
+        )
+        folder = ImageFolder(self.data_dir / split, transform=to_tensor)
+        if len(folder.classes) != self.num_classes:
+            raise ValueError(
+                f"{self.data_dir / split} has {len(folder.classes)} class folders {folder.classes}, "
+                f"but data.num_classes={self.num_classes}"
+            )
+        return folder
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        if not (self.data_dir / "train").is_dir():
+            raise FileNotFoundError(f"data.data_dir={self.data_dir} has no train/ folder of class folders")
+        train = self._folder("train")
+        if (self.data_dir / "val").is_dir():
+            self.datasets = {"train": train, "val": self._folder("val")}
+        else:
+            order = torch.randperm(len(train), generator=torch.Generator().manual_seed(self.split_seed))
+            num_val = max(1, round(self.val_fraction * len(train)))
+            self.datasets = {
+                "train": Subset(train, order[num_val:].tolist()),
+                "val": Subset(train, order[:num_val].tolist()),
+            }
+        if (self.data_dir / "test").is_dir():
+            self.datasets["test"] = self._folder("test")
+        else:
+            log.warning("%s has no test/ folder: testing on the validation images", self.data_dir)
+            self.datasets["test"] = self.datasets["val"]
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            self.datasets[split],
+            batch_size=self.batch_size if shuffle else self.eval_batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+        )
+
+
+def _to_rgb(image):
+    """PIL image in any mode -> RGB (a named function so DataLoader workers can pickle it)."""
+    return image.convert("RGB")

@@ -1,0 +1,165 @@
+"""Data sets held as whole tensors, served in slices, normalised and augmented per batch."""
+
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from src.data.augment import random_crop, random_flip
+from src.data.device_batches import DeviceBatches
+
+Split = tuple[torch.Tensor, torch.Tensor]  # images (N, C, H, W), labels (N,)
+
+
+class TensorBatchDataset(Dataset):
+    """Images and labels as two tensors; the DataLoader fetches a whole batch with one slice.
+
+    `__getitems__` lets the DataLoader index a batch of indices at once instead of
+    gathering and stacking single samples (one tensor op per batch, not per sample).
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> Split:
+        return self.images[index], self.labels[index]
+
+    def __getitems__(self, indices: list[int]) -> Split:
+        index = torch.as_tensor(indices)
+        return self.images[index], self.labels[index]
+
+
+def keep_batch(batch: Split) -> Split:
+    """Collate function for `TensorBatchDataset`: the batch is already stacked."""
+    return batch
+
+
+class TensorDataModule(pl.LightningDataModule):
+    """Base class: subclasses fill `self.splits` in `setup`; this class serves and transforms them.
+
+    Images are stored raw (uint8 or float, scaled by `max_value`) and normalised after they
+    reach the device, where the training-time augmentation also runs, batched.
+
+    With `on_device=True` the whole data set is copied to the training device once, in `setup`, and
+    batches are sliced there (`DeviceBatches`): no workers and no host-to-device copy per step.
+    """
+
+    max_value: float = 1.0
+
+    def __init__(
+        self,
+        num_classes: int,
+        in_channels: int,
+        image_size: int,
+        batch_size: int = 64,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        mean: tuple[float, ...] = (0.0,),
+        std: tuple[float, ...] = (1.0,),
+        crop_padding: int = 0,
+        flip: bool = False,
+        on_device: bool = False,
+    ) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.dims = (in_channels, image_size, image_size)
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.crop_padding = crop_padding
+        self.flip = flip
+        self.on_device = on_device
+        self.shuffle_seed = 0
+        self.mean = torch.tensor(mean).view(1, -1, 1, 1)  # (1, C or 1, 1, 1)
+        self.std = torch.tensor(std).view(1, -1, 1, 1)
+        self.splits: dict[str, Split] = {}
+
+    def load_splits(self) -> dict[str, Split]:
+        """Subclasses return {"train": ..., "val": ..., "test": ...} as (images, labels) tensors."""
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        splits = self.load_splits()
+        for name, (images, labels) in splits.items():
+            self._check_split(name, images, labels)
+        self.splits = splits
+        if self.on_device:
+            self._place_on_device()
+
+    def _check_split(self, name: str, images: torch.Tensor, labels: torch.Tensor) -> None:
+        """Fail early, naming the expected shape, when files do not match the config."""
+        if tuple(images.shape[1:]) != self.dims:
+            raise ValueError(
+                f"{type(self).__name__} {name} images have shape {tuple(images.shape[1:])}, "
+                f"config says (in_channels, image_size, image_size) = {self.dims}"
+            )
+        if labels.numel() and int(labels.max()) >= self.num_classes:
+            raise ValueError(f"{name} labels reach {int(labels.max())} but num_classes={self.num_classes}")
+
+    def _place_on_device(self) -> None:
+        """Copy every split to the device the Trainer chose; agree on one shuffling seed across ranks."""
+        trainer = self.trainer
+        if trainer is None:
+            raise RuntimeError("data.on_device=true needs a Trainer: the device is the Trainer's choice")
+        device = trainer.strategy.root_device
+        self.splits = {name: (x.to(device), y.to(device)) for name, (x, y) in self.splits.items()}
+        seed = int(torch.randint(0, 2**31 - 1, (1,)).item())  # follows `seed` via seed_everything
+        self.shuffle_seed = trainer.strategy.broadcast(seed)  # rank 0's, so all ranks share a permutation
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader | DeviceBatches:
+        images, labels = self.splits[split]
+        batch_size = self.batch_size if shuffle else self.eval_batch_size
+        if self.on_device:
+            trainer = self.trainer
+            return DeviceBatches(
+                images, labels, batch_size, shuffle, seed=self.shuffle_seed,
+                rank=trainer.global_rank, world_size=trainer.world_size,
+            )
+        return DataLoader(
+            TensorBatchDataset(images, labels),
+            batch_size=batch_size,
+            shuffle=shuffle,
+            collate_fn=keep_batch,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def transform(self, batch: Split, train: bool) -> Split:
+        """Scale to [0, 1], normalise, and (when training) augment a batch on its device."""
+        images, labels = batch
+        x = images.float() / self.max_value  # (B, C, H, W) in [0, 1]
+        x = (x - self.mean.to(x.device)) / self.std.to(x.device)
+        if train and self.crop_padding:
+            x = random_crop(x, self.crop_padding)
+        if train and self.flip:
+            x = random_flip(x)
+        return x, labels
+
+    def on_after_batch_transfer(self, batch: Split, dataloader_idx: int) -> Split:
+        return self.transform(batch, train=self.trainer is not None and self.trainer.training)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}

@@ -1,0 +1,41 @@
+"""Base for torchvision's downloadable data sets held as tensors (MNIST, CIFAR-10)."""
+
+import torch
+
+from src.data.tensor_data import Split, TensorDataModule
+
+
+class TorchvisionDataModule(TensorDataModule):
+    """Downloads in `prepare_data` when missing; holds out `val_size` training images as validation.
+
+    Subclasses name the torchvision class and turn one of its data sets into tensors.
+    The hold-out uses its own `split_seed`, so the validation set is the same for every run.
+    """
+
+    dataset_class: type
+    max_value = 255.0
+
+    def __init__(self, data_dir: str, val_size: int = 5000, split_seed: int = 0, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.data_dir = data_dir
+        self.val_size = val_size
+        self.split_seed = split_seed
+
+    def prepare_data(self) -> None:
+        # Lightning calls this on one process per node: the only place that touches the network.
+        for train in (True, False):
+            self.dataset_class(self.data_dir, train=train, download=True)
+
+    def _tensors(self, dataset) -> Split:
+        """Images (N, C, H, W) as uint8 and labels (N,) as int64."""
+        raise NotImplementedError
+
+    def load_splits(self) -> dict[str, Split]:
+        images, labels = self._tensors(self.dataset_class(self.data_dir, train=True, download=False))
+        order = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.split_seed))
+        val, train = order[: self.val_size], order[self.val_size :]
+        return {
+            "train": (images[train], labels[train]),
+            "val": (images[val], labels[val]),
+            "test": self._tensors(self.dataset_class(self.data_dir, train=False, download=False)),
+        }
