@@ -1,15 +1,18 @@
 """train(cfg): seed, build data, model, callbacks, loggers and Trainer from config; fit; test the best."""
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import lightning.pytorch as pl
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig
 
 from src.callbacks.run_config import RunConfigInCheckpoint
 from src.utils.console import tidy_console
+from src.utils.hardware import configure_speed
 from src.utils.instantiate import instantiate_callbacks, instantiate_loggers
 from src.utils.run_record import run_config, save_run_config
 from src.utils.tracking import finish_tracking
@@ -26,8 +29,18 @@ def best_checkpoint(trainer: pl.Trainer) -> str | None:
     return None
 
 
-def train(cfg: DictConfig) -> dict[str, float]:
-    """Fit the configured model, test its best checkpoint, and return the final metrics."""
+@dataclass
+class Run:
+    """Everything a training run is made of, built from one config."""
+
+    datamodule: pl.LightningDataModule
+    module: pl.LightningModule
+    trainer: pl.Trainer
+    loggers: list[Logger]
+
+
+def build(cfg: DictConfig, **trainer_overrides: Any) -> Run:
+    """Seed, record the config, and instantiate data, model, loggers, callbacks and Trainer."""
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
     record = run_config(cfg)
@@ -38,9 +51,18 @@ def train(cfg: DictConfig) -> dict[str, float]:
     loggers = instantiate_loggers(cfg.get("logger"))
     callbacks = instantiate_callbacks(cfg.get("callbacks"), has_logger=bool(loggers))
     callbacks.append(RunConfigInCheckpoint(record))
-    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    callbacks += trainer_overrides.pop("callbacks", [])
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **trainer_overrides)
+    configure_speed(trainer)
     for logger in loggers:
         logger.log_hyperparams(record)
+    return Run(datamodule, module, trainer, loggers)
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Fit the configured model, test its best checkpoint, and return the final metrics."""
+    run = build(cfg)
+    datamodule, module, trainer, loggers = run.datamodule, run.module, run.trainer, run.loggers
 
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)

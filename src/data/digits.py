@@ -36,8 +36,6 @@ class DigitsDataModule(TensorDataModule):
             index, test_size=self.test_fraction, stratify=labels, random_state=self.split_seed
         )
         val_share = self.val_fraction / (1.0 - self.test_fraction)
-        train, val = train_test_split(
-            rest, test_size=val_share, stratify=labels[rest], random_state=self.split_seed
-        )
+        train, val = train_test_split(rest, test_size=val_share, stratify=labels[rest], random_state=self.split_seed)
         splits = {"train": train, "val": val, "test": test}
         return {name: (images[idx], labels[idx]) for name, idx in splits.items()}

@@ -25,8 +25,10 @@ class ImageFolderDataModule(TensorDataModule):
     def __init__(self, data_dir: str, val_fraction: float = 0.1, split_seed: int = 0, **kwargs) -> None:
         super().__init__(**kwargs)
         if self.on_device:
-            raise ValueError("data.on_device=true is for in-memory data sets (digits, mnist, cifar10, synthetic); "
-                             "imagefolder decodes files in DataLoader workers")
+            raise ValueError(
+                "data.on_device=true is for in-memory data sets (digits, mnist, cifar10, synthetic); "
+                "imagefolder decodes files in DataLoader workers"
+            )
         self.data_dir = Path(data_dir)
         self.val_fraction = val_fraction
         self.split_seed = split_seed

@@ -1,6 +1,5 @@
 """MNIST: 60,000 training and 10,000 test digits, 28x28 grayscale."""
 
-import torch
 from torchvision.datasets import MNIST
 
 from src.data.tensor_data import Split

@@ -122,8 +122,13 @@ class TensorDataModule(pl.LightningDataModule):
         if self.on_device:
             trainer = self.trainer
             return DeviceBatches(
-                images, labels, batch_size, shuffle, seed=self.shuffle_seed,
-                rank=trainer.global_rank, world_size=trainer.world_size,
+                images,
+                labels,
+                batch_size,
+                shuffle,
+                seed=self.shuffle_seed,
+                rank=trainer.global_rank,
+                world_size=trainer.world_size,
             )
         return DataLoader(
             TensorBatchDataset(images, labels),

@@ -1,0 +1,350 @@
+"""Training throughput: the template's Lightning path against a plain PyTorch loop, across settings.
+
+    python scripts/benchmark.py --quick --out bench/       # cnn, rnn, resnet18 on this CPU in under 2 minutes
+    python scripts/benchmark.py --device cpu cuda --precision 32 bf16-mixed --compile off on \\
+        --channels-last off on --data dataloader on_device --dataset synthetic --out bench/
+    python scripts/benchmark.py --device cuda --devices 1 2 4 --loops lightning --out bench/   # DDP scaling
+
+Every combination asked for is trained for `--warmup` + `--steps` steps and timed after the warm-up
+(GPU work synchronised at step boundaries). Each Lightning configuration with one device is paired with
+a hand-written loop (same network, data, optimizer, schedule, precision), run alternately `--repeats`
+times; the best of each is kept, so the ratio compares the two at their least disturbed. Writes
+DIR/benchmark.csv, DIR/benchmark.md and DIR/speedup.png (speed-up over fp32 on the CPU).
+"""
+
+import argparse
+import csv
+import itertools
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+from hydra.core.global_hydra import GlobalHydra  # noqa: E402
+from hydra.core.hydra_config import HydraConfig  # noqa: E402
+from hydra.utils import instantiate  # noqa: E402
+from omegaconf import DictConfig, open_dict  # noqa: E402
+
+from src.callbacks.throughput import ThroughputMonitor  # noqa: E402
+from src.config import register_schemas  # noqa: E402
+from src.data.device_batches import DeviceBatches  # noqa: E402
+from src.train import build  # noqa: E402
+
+MODELS = {"cnn": ["model=cnn"], "rnn": ["model=rnn"], "resnet": ["model=resnet", "model.net.depth=18"]}
+DATASETS = {
+    "digits": ["data=digits"],
+    "synthetic": ["data=synthetic", "data.num_train=8192", "data.image_size=32", "data.in_channels=3"],
+}
+AUTOCAST = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One measured configuration."""
+
+    model: str
+    dataset: str
+    device: str
+    precision: str
+    compile: bool
+    channels_last: bool
+    data: str  # dataloader | on_device
+    devices: int
+    batch_size: int
+
+
+def overrides(spec: Spec, steps: int) -> list[str]:
+    """The train.py overrides that configure `spec` for a throughput run (no validation, no W&B)."""
+    return [
+        *MODELS[spec.model],
+        *DATASETS[spec.dataset],
+        f"data.batch_size={spec.batch_size}",
+        f"data.on_device={spec.data == 'on_device'}",
+        f"model.compile={spec.compile}",
+        f"model.channels_last={spec.channels_last}",
+        f"trainer.accelerator={'gpu' if spec.device == 'cuda' else 'cpu'}",
+        f"trainer.devices={spec.devices}",
+        f"trainer.precision={spec.precision}",
+        f"trainer.max_steps={steps}",
+        "trainer.max_epochs=null",
+        "trainer.limit_val_batches=0",
+        "trainer.num_sanity_val_steps=0",
+        "trainer.enable_progress_bar=false",
+        "callbacks.progress=null",
+        "callbacks.model_summary=null",
+        "logger=csv",
+    ]
+
+
+def compose_config(args: list[str], output_dir: str) -> DictConfig:
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=args, return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = output_dir
+        cfg.hydra.runtime.cwd = str(ROOT)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
+
+
+def lightning_samples_per_s(spec: Spec, warmup: int, steps: int) -> float:
+    """The template's own path: train.py's config and build(), timed by a callback."""
+    with tempfile.TemporaryDirectory() as out:
+        if spec.devices > 1:
+            return ddp_samples_per_s(spec, warmup, steps, out)
+        cfg = compose_config(overrides(spec, warmup + steps + 1), out)
+        monitor = ThroughputMonitor(warmup_steps=warmup)
+        run = build(cfg, callbacks=[monitor], enable_model_summary=False)
+        run.trainer.fit(run.module, datamodule=run.datamodule)
+        return monitor.samples_per_s
+
+
+def ddp_samples_per_s(spec: Spec, warmup: int, steps: int, out: str) -> float:
+    """Several devices: train.py in a subprocess (DDP re-launches the script per rank)."""
+    args = [
+        *overrides(spec, warmup + steps + 1),
+        "trainer.strategy=ddp",
+        "+callbacks.throughput._target_=src.callbacks.throughput.ThroughputMonitor",
+        f"+callbacks.throughput.warmup_steps={warmup}",
+        f"hydra.run.dir={out}",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    done = subprocess.run([sys.executable, str(ROOT / "train.py"), *args], env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"DDP run failed:\n{done.stderr[-3000:]}")
+    with open(Path(out) / "csv" / "metrics.csv") as f:
+        values = [float(row["train/samples_per_s"]) for row in csv.DictReader(f) if row.get("train/samples_per_s")]
+    return values[-1]
+
+
+def pytorch_samples_per_s(spec: Spec, warmup: int, steps: int) -> float:
+    """A plain loop over the same network, data, optimizer and schedule, written by hand."""
+    with tempfile.TemporaryDirectory() as out:
+        cfg = compose_config(overrides(spec, warmup + steps + 1), out)
+    torch.manual_seed(0)
+    device = torch.device(spec.device)
+    dm = instantiate(cfg.data, on_device=False)
+    dm.setup()
+    if spec.data == "on_device":
+        images, labels = (t.to(device) for t in dm.splits["train"])
+        batches = DeviceBatches(images, labels, spec.batch_size, shuffle=True)
+    else:
+        batches = dm.train_dataloader()
+    net = instantiate(cfg.model.net).to(device)
+    if spec.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    if spec.compile:
+        net.compile()
+    optimizer = instantiate(cfg.optimizer)(params=net.parameters())
+    scheduler = instantiate(cfg.scheduler)(optimizer, total_steps=warmup + steps + 1)
+    scaler = torch.amp.GradScaler(device.type, enabled=spec.precision == "16-mixed")
+    dtype = AUTOCAST.get(spec.precision)
+    net.train()
+
+    def sync() -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    # The bookkeeping any real loop does, and the template does too: running train accuracy, and the
+    # loss read back (a device sync) every `log_every_n_steps` steps for logging.
+    log_every = cfg.trainer.log_every_n_steps
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    step, samples, seconds = 0, 0, 0.0
+    while step < warmup + steps + 1:
+        last = None  # the first step of each epoch is not timed (as in ThroughputMonitor)
+        for x, y in batches:
+            x, y = dm.transform((x.to(device, non_blocking=True), y.to(device, non_blocking=True)), train=True)
+            if spec.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                logits = net(x)
+                loss = F.cross_entropy(logits, y, label_smoothing=cfg.model.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            correct += (logits.detach().argmax(1) == y).sum()
+            step += 1
+            if step % log_every == 0:
+                loss.item()
+            if step > warmup:
+                now = sync()
+                if last is not None:
+                    samples, seconds = samples + len(y), seconds + now - last
+                last = now
+            if step >= warmup + steps + 1:
+                break
+    return samples / seconds
+
+
+def valid(spec: Spec) -> bool:
+    if spec.device == "cpu" and spec.precision == "16-mixed":
+        return False  # float16 autocast is a GPU feature; bf16-mixed is the CPU's mixed precision
+    if spec.model == "rnn" and spec.channels_last:
+        return False  # no convolutions to reorder
+    return not (spec.device == "cuda" and not torch.cuda.is_available())
+
+
+def measure(specs: list[Spec], loops: list[str], warmup: int, steps_for: dict, repeats: int) -> list[dict]:
+    rows = []
+    for spec in specs:
+        steps = steps_for.get(spec.model, steps_for["default"])
+        pair = [loop for loop in loops if loop == "lightning" or spec.devices == 1]
+        best = dict.fromkeys(pair, 0.0)
+        for _ in range(repeats):  # alternate the two loops so both see the same machine load
+            for loop in pair:
+                fn = lightning_samples_per_s if loop == "lightning" else pytorch_samples_per_s
+                best[loop] = max(best[loop], fn(spec, warmup, steps))
+        for loop, value in best.items():
+            rows.append({**asdict(spec), "loop": loop, "samples_per_s": round(value, 1), "steps": steps})
+            print(format_row(rows[-1]), flush=True)
+    add_ratios(rows)
+    return rows
+
+
+def add_ratios(rows: list[dict]) -> None:
+    """lightning/pytorch for each pair, and speed-up over the same model on the CPU in fp32."""
+    key = lambda r, **kw: tuple({**r, **kw}[k] for k in Spec.__dataclass_fields__)  # noqa: E731
+    by_key = {(key(r), r["loop"]): r["samples_per_s"] for r in rows}
+    for r in rows:
+        plain = by_key.get((key(r), "pytorch"))
+        r["lightning_over_pytorch"] = round(r["samples_per_s"] / plain, 3) if r["loop"] == "lightning" and plain else ""
+        base = by_key.get(
+            (
+                key(r, device="cpu", precision="32", compile=False, channels_last=False, data="dataloader", devices=1),
+                r["loop"],
+            )
+        )
+        r["speedup_vs_cpu_fp32"] = round(r["samples_per_s"] / base, 2) if base else ""
+
+
+def format_row(r: dict) -> str:
+    return (
+        f"{r['model']:7} {r['dataset']:9} {r['device']:5} {r['precision']:>10} compile={r['compile']!s:5} "
+        f"cl={r['channels_last']!s:5} {r['data']:10} dev={r['devices']} bs={r['batch_size']:<4} "
+        f"{r['loop']:9} {r['samples_per_s']:>10.1f} samples/s"
+    )
+
+
+def write_outputs(rows: list[dict], out: Path, threads: int) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    columns = [*Spec.__dataclass_fields__, "loop", "samples_per_s", "lightning_over_pytorch", "speedup_vs_cpu_fp32"]
+    with open(out / "benchmark.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=[*columns, "steps", "threads"])
+        writer.writeheader()
+        writer.writerows({**r, "threads": threads} for r in rows)
+    lines = [
+        f"torch {torch.__version__}, {threads} CPU thread(s), "
+        f"{torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'}",
+        "",
+        "| " + " | ".join(columns) + " |",
+        "|" + "---|" * len(columns),
+        *("| " + " | ".join(str(r[c]) for c in columns) + " |" for r in rows),
+    ]
+    table = "\n".join(lines)
+    (out / "benchmark.md").write_text(table + "\n")
+    print("\n" + table)
+    draw_chart(rows, out / "speedup.png")
+
+
+def draw_chart(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    bars = [r for r in rows if r["loop"] == "lightning" and r["speedup_vs_cpu_fp32"] != ""]
+    if not bars:
+        return
+    labels = [
+        f"{r['model']} bs{r['batch_size']} {r['device']} {r['precision']}"
+        + (" compile" if r["compile"] else "")
+        + (" NHWC" if r["channels_last"] else "")
+        + (" on-dev" if r["data"] == "on_device" else "")
+        + (f" x{r['devices']}" if r["devices"] > 1 else "")
+        for r in bars
+    ]
+    fig, ax = plt.subplots(figsize=(8, 0.3 * len(bars) + 1.2))
+    ax.barh(labels, [r["speedup_vs_cpu_fp32"] for r in bars], color="tab:blue")
+    ax.axvline(1.0, color="grey", lw=1)
+    ax.invert_yaxis()
+    ax.set_xlabel("training throughput relative to fp32 on the CPU (same model and batch size)")
+    ax.tick_params(axis="y", labelsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    on_off = {"on": True, "off": False}
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="cnn, rnn, resnet18 on digits, CPU, bs 64/256 (< 2 min)")
+    p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    p.add_argument("--dataset", default="synthetic", choices=list(DATASETS))
+    p.add_argument("--device", nargs="+", default=["cpu"], choices=["cpu", "cuda"])
+    p.add_argument("--precision", nargs="+", default=["32"], choices=["32", "bf16-mixed", "16-mixed"])
+    p.add_argument("--compile", nargs="+", default=["off"], choices=list(on_off))
+    p.add_argument("--channels-last", nargs="+", default=["off"], choices=list(on_off))
+    p.add_argument("--data", nargs="+", default=["dataloader"], choices=["dataloader", "on_device"])
+    p.add_argument("--devices", nargs="+", type=int, default=[1])
+    p.add_argument("--batch-sizes", nargs="+", type=int, default=[256])
+    p.add_argument("--loops", nargs="+", default=["lightning", "pytorch"], choices=["lightning", "pytorch"])
+    p.add_argument("--warmup", type=int, default=10, help="untimed steps first")
+    p.add_argument("--steps", type=int, default=50, help="timed steps")
+    p.add_argument("--repeats", type=int, default=2, help="alternating runs per loop; the best is kept")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (pinned, reported)")
+    p.add_argument("--out", type=Path, default=Path("bench"))
+    args = p.parse_args(argv)
+    args.compile = [on_off[v] for v in args.compile]
+    args.channels_last = [on_off[v] for v in args.channels_last]
+    return args
+
+
+def quick_specs(args: argparse.Namespace) -> tuple[list[Spec], dict]:
+    """The CPU table: fp32 with both data paths, and bf16-mixed, for each family at batch 64 and 256."""
+    base = [Spec(m, "digits", "cpu", "32", False, False, "dataloader", 1, bs) for m in MODELS for bs in (64, 256)]
+    specs = base + [replace(s, data="on_device") for s in base]
+    specs += [replace(s, precision="bf16-mixed") for s in base if s.batch_size == 256]
+    return specs, {"default": 40, "resnet": 6}
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    register_schemas()
+    if args.quick:
+        specs, steps_for = quick_specs(args)
+        args.warmup = 3
+    else:
+        grid = itertools.product(
+            args.models, [args.dataset], args.device, args.precision, args.compile, args.channels_last,
+            args.data, args.devices, args.batch_sizes,
+        )  # fmt: skip
+        specs = [s for s in (Spec(*combo) for combo in grid) if valid(s)]
+        steps_for = {"default": args.steps}
+    start = time.perf_counter()
+    rows = measure(specs, args.loops, args.warmup, steps_for, args.repeats)
+    write_outputs(rows, args.out, args.threads)
+    print(f"\n{len(rows)} measurements in {time.perf_counter() - start:.0f} s; wrote {args.out}/benchmark.csv")
+
+
+if __name__ == "__main__":
+    # Lightning's INFO lines (GPU available, ...) for every configuration would bury the table.
+    import logging
+
+    logging.getLogger("lightning").setLevel(logging.WARNING)
+    os.environ.setdefault("WANDB_MODE", "disabled")
+    main()

@@ -1,0 +1,51 @@
+"""Training throughput (samples per second) after a warm-up, timed at synchronised step boundaries."""
+
+import time
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import Callback
+
+
+class ThroughputMonitor(Callback):
+    """Times the training steps after `warmup_steps` (compilation, cuDNN autotuning, caches) and logs
+    `train/samples_per_s` at each epoch end.
+
+    Each step is timed from the end of the step before it; the first step of an epoch is not counted,
+    so validation and epoch-end work (checkpointing) stay out of the figure.
+    """
+
+    def __init__(self, warmup_steps: int = 10) -> None:
+        self.warmup_steps = warmup_steps
+        self.samples = 0
+        self.steps = 0
+        self.seconds = 0.0
+        self._start: float | None = None
+
+    @staticmethod
+    def _now(trainer: pl.Trainer) -> float:
+        if trainer.strategy.root_device.type == "cuda":
+            torch.cuda.synchronize()  # GPU work is asynchronous: wait for it before reading the clock
+        return time.perf_counter()
+
+    @property
+    def samples_per_s(self) -> float:
+        return self.samples / self.seconds if self.seconds else float("nan")
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        step = trainer.global_step
+        if step < self.warmup_steps:
+            return
+        now = self._now(trainer)
+        if self._start is not None:
+            self.samples += len(batch[1]) * trainer.world_size
+            self.steps += 1
+            self.seconds += now - self._start
+        self._start = now
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start = None  # validation and epoch-end work are not training throughput
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.steps:
+            pl_module.log("train/samples_per_s", self.samples_per_s)
