@@ -12,8 +12,9 @@ from omegaconf import DictConfig
 
 from src.callbacks.run_config import RunConfigInCheckpoint
 from src.utils.console import tidy_console
-from src.utils.hardware import configure_speed
+from src.utils.hardware import configure_speed, resolve_precision
 from src.utils.instantiate import instantiate_callbacks, instantiate_loggers
+from src.utils.multirun import isolated_job
 from src.utils.run_record import run_config, save_run_config
 from src.utils.tracking import finish_tracking
 
@@ -52,6 +53,7 @@ def build(cfg: DictConfig, **trainer_overrides: Any) -> Run:
     callbacks = instantiate_callbacks(cfg.get("callbacks"), has_logger=bool(loggers))
     callbacks.append(RunConfigInCheckpoint(record))
     callbacks += trainer_overrides.pop("callbacks", [])
+    trainer_overrides.setdefault("precision", resolve_precision(cfg.trainer.precision))
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **trainer_overrides)
     configure_speed(trainer)
     for logger in loggers:
@@ -61,7 +63,11 @@ def build(cfg: DictConfig, **trainer_overrides: Any) -> Run:
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit the configured model, test its best checkpoint, and return the final metrics."""
-    run = build(cfg)
+    with isolated_job():
+        return _fit_and_test(build(cfg), cfg)
+
+
+def _fit_and_test(run: Run, cfg: DictConfig) -> dict[str, float]:
     datamodule, module, trainer, loggers = run.datamodule, run.module, run.trainer, run.loggers
 
     try:

@@ -27,8 +27,11 @@ os.environ.setdefault("WANDB_SILENT", "true")
 register_schemas()
 
 
-def compose_config(config_name: str, overrides: list[str], output_dir: Path) -> DictConfig:
-    """Compose conf/<config_name>.yaml as `python <config_name>.py <overrides>` would, writing into output_dir."""
+def compose_config(config_name: str, overrides: list[str], output_dir: Path, keep_hydra: bool = False) -> DictConfig:
+    """Compose conf/<config_name>.yaml as `python <config_name>.py <overrides>` would, writing into output_dir.
+
+    The `hydra` node is dropped, as the app sees it, unless `keep_hydra` (to test launcher settings).
+    """
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
@@ -37,8 +40,9 @@ def compose_config(config_name: str, overrides: list[str], output_dir: Path) -> 
         cfg.hydra.runtime.cwd = str(ROOT)
         cfg.hydra.job.num = 0
     HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]  # as in a real run: the app sees its own config only
+    if not keep_hydra:
+        with open_dict(cfg):
+            del cfg["hydra"]
     return cfg
 
 
@@ -50,8 +54,8 @@ FAST = ["trainer=cpu", "logger=csv", "trainer.max_epochs=3"]
 def make_cfg(tmp_path):
     """`make_cfg(*overrides)` -> a train config writing into tmp_path."""
 
-    def _make(*overrides: str, config_name: str = "train") -> DictConfig:
-        return compose_config(config_name, list(overrides), tmp_path)
+    def _make(*overrides: str, config_name: str = "train", keep_hydra: bool = False) -> DictConfig:
+        return compose_config(config_name, list(overrides), tmp_path, keep_hydra)
 
     return _make
 

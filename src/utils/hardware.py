@@ -9,6 +9,21 @@ import torch
 log = logging.getLogger(__name__)
 
 
+MIXED = "mixed"  # the template's own precision value: the best mixed precision this GPU has
+
+
+def resolve_precision(precision: object) -> object:
+    """`mixed` becomes `bf16-mixed` on GPUs with native bf16 (Ampere and newer), else `16-mixed`.
+
+    Any other value is Lightning's own and passes through unchanged, so an explicit setting wins.
+    """
+    if precision != MIXED:
+        return precision
+    if torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False):
+        return "bf16-mixed"
+    return "16-mixed"
+
+
 def configure_speed(trainer: pl.Trainer) -> None:
     """Call after the Trainer is built and before fitting."""
     if trainer.strategy.root_device.type == "cuda":

@@ -1,0 +1,48 @@
+"""Let each job of a Hydra multirun use Lightning's re-launching `ddp` strategy safely."""
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import read_write
+
+# What Lightning's launcher leaves in os.environ after starting a job's ranks.
+_LAUNCH_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
+
+
+@contextmanager
+def isolated_job() -> Iterator[None]:
+    """Run one multirun job as if it had been launched on its own.
+
+    Lightning's `ddp` starts ranks 1..N-1 by re-running `sys.argv` with `hydra.run.dir=<run dir>`.
+    Inside a sweep that would start the whole sweep again in every rank, with other hyperparameters
+    and another folder. So, for the job's duration, `sys.argv` becomes this job's own overrides and
+    the run dir this job's folder; afterwards the process group and launcher variables are cleared,
+    so the next job launches its own ranks.
+    """
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        yield
+        return
+    hydra_cfg = HydraConfig.get()
+    saved_argv, saved_run_dir = sys.argv, hydra_cfg.run.dir
+    saved_env = {key: os.environ.get(key) for key in _LAUNCH_ENV}
+    sys.argv = [sys.argv[0], *hydra_cfg.overrides.task]
+    with read_write(hydra_cfg):
+        hydra_cfg.run.dir = hydra_cfg.runtime.output_dir
+    try:
+        yield
+    finally:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+        sys.argv = saved_argv
+        with read_write(hydra_cfg):
+            hydra_cfg.run.dir = saved_run_dir
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
