@@ -98,12 +98,12 @@ def compose_config(args: list[str], output_dir: str) -> DictConfig:
     return cfg
 
 
-def lightning_samples_per_s(spec: Spec, warmup: int, steps: int) -> float:
+def lightning_samples_per_s(spec: Spec, warmup: int, steps: int, extra: list[str] = ()) -> float:
     """The template's own path: train.py's config and build(), timed by a callback."""
     with tempfile.TemporaryDirectory() as out:
         if spec.devices > 1:
             return ddp_samples_per_s(spec, warmup, steps, out)
-        cfg = compose_config(overrides(spec, warmup + steps + 1), out)
+        cfg = compose_config([*overrides(spec, warmup + steps + 1), *extra], out)
         monitor = ThroughputMonitor(warmup_steps=warmup)
         run = build(cfg, callbacks=[monitor], enable_model_summary=False)
         run.trainer.fit(run.module, datamodule=run.datamodule)
@@ -128,10 +128,10 @@ def ddp_samples_per_s(spec: Spec, warmup: int, steps: int, out: str) -> float:
     return values[-1]
 
 
-def pytorch_samples_per_s(spec: Spec, warmup: int, steps: int) -> float:
+def pytorch_samples_per_s(spec: Spec, warmup: int, steps: int, extra: list[str] = ()) -> float:
     """A plain loop over the same network, data, optimizer and schedule, written by hand."""
     with tempfile.TemporaryDirectory() as out:
-        cfg = compose_config(overrides(spec, warmup + steps + 1), out)
+        cfg = compose_config([*overrides(spec, warmup + steps + 1), *extra], out)
     torch.manual_seed(0)
     device = torch.device(spec.device)
     dm = instantiate(cfg.data, on_device=False)
@@ -318,7 +318,7 @@ def quick_specs(args: argparse.Namespace) -> tuple[list[Spec], dict]:
     base = [Spec(m, "digits", "cpu", "32", False, False, "dataloader", 1, bs) for m in MODELS for bs in (64, 256)]
     specs = base + [replace(s, data="on_device") for s in base]
     specs += [replace(s, precision="bf16-mixed") for s in base if s.batch_size == 256]
-    return specs, {"default": 40, "resnet": 6}
+    return specs, {"default": 30, "resnet": 4}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -65,3 +65,17 @@ def test_compiled_run_checkpoint_evaluates_uncompiled(make_cfg, tmp_path):
     assert not [k for k in ckpt["state_dict"] if "_orig_mod" in k]  # compiled in place: keys unchanged
     evaluated = evaluate(make_cfg(f"ckpt_path={best}", "trainer=cpu", "logger=none", config_name="eval"))
     assert evaluated["test/acc"] == pytest.approx(metrics["test/acc"], abs=1e-3)
+
+
+def test_flip_tta_averages_each_image_with_its_mirror(make_cfg):
+    from hydra.utils import instantiate
+
+    cfg = make_cfg("model.flip_tta=true")
+    module = instantiate(cfg.model, optimizer=cfg.optimizer).eval()
+    x, y = torch.randn(4, 1, 8, 8), torch.arange(4)
+    _, logits, _ = module._shared_step((x, y))
+    expected = (module.net(x) + module.net(x.flip(3))) / 2
+    assert torch.allclose(logits, expected, atol=1e-6)
+    module.train()
+    _, logits, _ = module._shared_step((x, y))
+    assert logits.shape == (4, 10)  # training steps see the images as they are

@@ -21,10 +21,13 @@ class ThroughputMonitor(Callback):
         self.steps = 0
         self.seconds = 0.0
         self._start: float | None = None
+        self._sync = False
 
-    @staticmethod
-    def _now(trainer: pl.Trainer) -> float:
-        if trainer.strategy.root_device.type == "cuda":
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._sync = trainer.strategy.root_device.type == "cuda"
+
+    def _now(self) -> float:
+        if self._sync:
             torch.cuda.synchronize()  # GPU work is asynchronous: wait for it before reading the clock
         return time.perf_counter()
 
@@ -36,7 +39,7 @@ class ThroughputMonitor(Callback):
         step = trainer.global_step
         if step < self.warmup_steps:
             return
-        now = self._now(trainer)
+        now = self._now()
         if self._start is not None:
             self.samples += len(batch[1]) * trainer.world_size
             self.steps += 1

@@ -152,6 +152,11 @@ class TensorDataModule(pl.LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
 
+    def transfer_batch_to_device(self, batch: Split, device: torch.device, dataloader_idx: int) -> Split:
+        # The batch is always an (images, labels) pair: skip Lightning's generic walk over collections.
+        images, labels = batch
+        return images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+
     def transform(self, batch: Split, train: bool) -> Split:
         """Scale to [0, 1], normalise, and (when training) augment a batch on its device."""
         images, labels = batch
