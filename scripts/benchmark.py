@@ -5,10 +5,11 @@
         --channels-last off on --data dataloader on_device --dataset synthetic --out bench/
     python scripts/benchmark.py --device cuda --devices 1 2 4 --loops lightning --out bench/   # DDP scaling
 
-Every combination asked for is trained for `--warmup` + `--steps` steps and timed after the warm-up
-(GPU work synchronised at step boundaries). Each Lightning configuration with one device is paired with
-a hand-written loop (same network, data, optimizer, schedule, precision), run alternately `--repeats`
-times; the best of each is kept, so the ratio compares the two at their least disturbed. Writes
+Every combination asked for is trained for `--warmup` + `--steps` steps; each step after the warm-up is
+timed (GPU work synchronised at step boundaries) and a run's figure is its median step's samples/s, which
+shared machines disturb far less than a total. Each Lightning configuration with one device is paired with
+a hand-written loop (same network, data, optimizer, schedule, precision, and the same bookkeeping: running
+accuracy, loss read every `log_every_n_steps`), run alternately `--repeats` times; the best of each is kept. Writes
 DIR/benchmark.csv, DIR/benchmark.md and DIR/speedup.png (speed-up over fp32 on the CPU).
 """
 
@@ -16,6 +17,7 @@ import argparse
 import csv
 import itertools
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -107,7 +109,7 @@ def lightning_samples_per_s(spec: Spec, warmup: int, steps: int, extra: list[str
         monitor = ThroughputMonitor(warmup_steps=warmup)
         run = build(cfg, callbacks=[monitor], enable_model_summary=False)
         run.trainer.fit(run.module, datamodule=run.datamodule)
-        return monitor.samples_per_s
+        return monitor.median_samples_per_s
 
 
 def ddp_samples_per_s(spec: Spec, warmup: int, steps: int, out: str) -> float:
@@ -161,7 +163,7 @@ def pytorch_samples_per_s(spec: Spec, warmup: int, steps: int, extra: list[str] 
     # loss read back (a device sync) every `log_every_n_steps` steps for logging.
     log_every = cfg.trainer.log_every_n_steps
     correct = torch.zeros((), dtype=torch.long, device=device)
-    step, samples, seconds = 0, 0, 0.0
+    step, rates = 0, []
     while step < warmup + steps + 1:
         last = None  # the first step of each epoch is not timed (as in ThroughputMonitor)
         for x, y in batches:
@@ -183,11 +185,11 @@ def pytorch_samples_per_s(spec: Spec, warmup: int, steps: int, extra: list[str] 
             if step > warmup:
                 now = sync()
                 if last is not None:
-                    samples, seconds = samples + len(y), seconds + now - last
+                    rates.append(len(y) / (now - last))
                 last = now
             if step >= warmup + steps + 1:
                 break
-    return samples / seconds
+    return statistics.median(rates)
 
 
 def valid(spec: Spec) -> bool:
@@ -304,7 +306,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--loops", nargs="+", default=["lightning", "pytorch"], choices=["lightning", "pytorch"])
     p.add_argument("--warmup", type=int, default=10, help="untimed steps first")
     p.add_argument("--steps", type=int, default=50, help="timed steps")
-    p.add_argument("--repeats", type=int, default=2, help="alternating runs per loop; the best is kept")
+    p.add_argument("--repeats", type=int, default=3, help="alternating runs per loop; the best is kept")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (pinned, reported)")
     p.add_argument("--out", type=Path, default=Path("bench"))
     args = p.parse_args(argv)
@@ -318,7 +320,7 @@ def quick_specs(args: argparse.Namespace) -> tuple[list[Spec], dict]:
     base = [Spec(m, "digits", "cpu", "32", False, False, "dataloader", 1, bs) for m in MODELS for bs in (64, 256)]
     specs = base + [replace(s, data="on_device") for s in base]
     specs += [replace(s, precision="bf16-mixed") for s in base if s.batch_size == 256]
-    return specs, {"default": 30, "resnet": 4}
+    return specs, {"default": 20, "rnn": 60, "resnet": 4}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -327,7 +329,7 @@ def main(argv: list[str] | None = None) -> None:
     register_schemas()
     if args.quick:
         specs, steps_for = quick_specs(args)
-        args.warmup = 3
+        args.warmup, args.repeats = 3, 2
     else:
         grid = itertools.product(
             args.models, [args.dataset], args.device, args.precision, args.compile, args.channels_last,

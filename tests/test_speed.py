@@ -7,7 +7,7 @@ from src.data.device_batches import DeviceBatches
 from src.eval import evaluate
 from src.train import train
 from src.utils import hardware
-from tests.conftest import FAST
+from tests.conftest import FAST, compose_config
 
 
 def test_gpu_mixed_precision_prefers_bf16_and_explicit_values_win(monkeypatch):
@@ -41,10 +41,11 @@ def test_device_batches_shard_disjointly_and_evenly_across_ranks():
         DeviceBatches(images, labels, 2, shuffle=False, rank=3, world_size=3)
 
 
-def test_on_device_data_trains_like_the_dataloader_path(make_cfg):
+def test_on_device_data_trains_like_the_dataloader_path(tmp_path):
     accuracy = {}
     for on_device in (False, True):
-        metrics = train(make_cfg(*FAST, f"data.on_device={on_device}", "trainer.max_epochs=4"))
+        overrides = [*FAST, f"data.on_device={on_device}", "trainer.max_epochs=4"]
+        metrics = train(compose_config("train", overrides, tmp_path / f"on_device_{on_device}"))
         accuracy[on_device] = metrics["test/acc"]
     assert min(accuracy.values()) > 0.93
     assert abs(accuracy[True] - accuracy[False]) < 0.03  # same recipe; only the batch order differs

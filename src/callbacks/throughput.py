@@ -1,5 +1,6 @@
 """Training throughput (samples per second) after a warm-up, timed at synchronised step boundaries."""
 
+import statistics
 import time
 
 import lightning.pytorch as pl
@@ -20,6 +21,7 @@ class ThroughputMonitor(Callback):
         self.samples = 0
         self.steps = 0
         self.seconds = 0.0
+        self.step_rates: list[float] = []  # samples/s of each timed step
         self._start: float | None = None
         self._sync = False
 
@@ -33,7 +35,13 @@ class ThroughputMonitor(Callback):
 
     @property
     def samples_per_s(self) -> float:
+        """Samples over time, all timed steps together."""
         return self.samples / self.seconds if self.seconds else float("nan")
+
+    @property
+    def median_samples_per_s(self) -> float:
+        """The median step's rate: robust to the bursts of slowness of a shared machine."""
+        return statistics.median(self.step_rates) if self.step_rates else float("nan")
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         step = trainer.global_step
@@ -41,9 +49,11 @@ class ThroughputMonitor(Callback):
             return
         now = self._now()
         if self._start is not None:
-            self.samples += len(batch[1]) * trainer.world_size
+            samples = len(batch[1]) * trainer.world_size
+            self.samples += samples
             self.steps += 1
             self.seconds += now - self._start
+            self.step_rates.append(samples / (now - self._start))
         self._start = now
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
