@@ -54,9 +54,11 @@ def test_eval_reproduces_the_test_accuracy(make_cfg, tmp_path):
     assert evaluated["test/acc"] == pytest.approx(metrics["test/acc"], abs=1e-3)
 
 
-def test_bf16_mixed_precision_trains_on_cpu(make_cfg):
-    metrics = train(make_cfg(*FAST, "trainer.precision=bf16-mixed"))
-    assert metrics["val/acc"] > 0.85
+@pytest.mark.parametrize("family", FAMILIES)
+def test_bf16_mixed_precision_trains_each_family_on_cpu(make_cfg, family):
+    overrides, threshold = FAMILIES[family]
+    metrics = train(make_cfg(*FAST, *overrides, "trainer.precision=bf16-mixed"))
+    assert metrics["val/acc"] > threshold - 0.05  # bf16 rounding costs a little accuracy in 3 epochs
 
 
 @pytest.mark.parametrize("mode", ["fdr", "limit", "overfit", "profiler"])
