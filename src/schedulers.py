@@ -29,6 +29,19 @@ def warmup_cosine(
     return LambdaLR(optimizer, lr_factor)
 
 
+class ResumableOneCycleLR(OneCycleLR):
+    """OneCycleLR that, when resumed, keeps the schedule of the run it is in.
+
+    A checkpoint stores the saving run's total steps and phases; resuming with a larger max_epochs
+    would restore those and fail ("Tried to step N times") once the old total is passed. Only the
+    position in the schedule is restored, as for the warm-up/cosine schedule.
+    """
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        for key in ("last_epoch", "_step_count", "_last_lr"):
+            setattr(self, key, state_dict[key])
+
+
 def one_cycle(
     optimizer: torch.optim.Optimizer,
     total_steps: int,
@@ -36,4 +49,4 @@ def one_cycle(
     pct_start: float = 0.25,
 ) -> OneCycleLR:
     """torch's one-cycle schedule (Smith & Topin 2017) sized to the run."""
-    return OneCycleLR(optimizer, max_lr=max_lr, total_steps=total_steps, pct_start=pct_start)
+    return ResumableOneCycleLR(optimizer, max_lr=max_lr, total_steps=total_steps, pct_start=pct_start)

@@ -12,7 +12,7 @@ import yaml
 
 from src.eval import evaluate
 from src.train import train
-from tests.conftest import FAST
+from tests.conftest import FAST, compose_config
 
 # Each family for a few epochs on the 1,077 training digits; chance is 0.10.
 FAMILIES = {
@@ -97,3 +97,22 @@ def test_logger_none_writes_nothing_to_wandb(make_cfg, tmp_path):
     train(make_cfg(*FAST, "logger=none"))
     assert not list(tmp_path.rglob("*.wandb")) and not (tmp_path / "wandb").exists()
     assert (tmp_path / "checkpoints" / "last.ckpt").exists()
+
+
+@pytest.mark.parametrize("scheduler", ["warmup_cosine", "onecycle"])
+def test_resume_from_last_checkpoint_continues_training(tmp_path, scheduler):
+    first = tmp_path / "first"
+    train(compose_config("train", [*FAST, f"scheduler={scheduler}", "trainer.max_epochs=2"], first))
+    resumed = tmp_path / "resumed"  # a new run folder: the first run's files stay as they were
+    overrides = [
+        *FAST,
+        f"scheduler={scheduler}",
+        "trainer.max_epochs=3",
+        f"ckpt_path={first / 'checkpoints/last.ckpt'}",
+    ]
+    metrics = train(compose_config("train", overrides, resumed))
+    with open(resumed / "csv" / "metrics.csv") as f:
+        epochs = {int(row["epoch"]) for row in csv.DictReader(f) if row["val/acc"]}
+    assert epochs == {2}  # only the third epoch was trained again
+    assert metrics["val/acc"] > 0.9
+    assert (first / "checkpoints" / "last.ckpt").exists()
