@@ -22,12 +22,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import lightning.pytorch as pl  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
@@ -35,6 +38,7 @@ from hydra.core.global_hydra import GlobalHydra  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
 from omegaconf import DictConfig, open_dict  # noqa: E402
+from torchmetrics.classification import MulticlassAccuracy  # noqa: E402
 
 from src.callbacks.throughput import ThroughputMonitor  # noqa: E402
 from src.config import register_schemas  # noqa: E402
@@ -192,6 +196,57 @@ def pytorch_samples_per_s(spec: Spec, warmup: int, steps: int, extra: list[str] 
     return statistics.median(rates)
 
 
+class DefaultsModule(pl.LightningModule):
+    """A LightningModule written the usual way, for comparison: the loss and a torchmetrics accuracy
+    (with its default input checks) logged on every step."""
+
+    def __init__(self, net: torch.nn.Module, cfg: DictConfig) -> None:
+        super().__init__()
+        self.net, self.cfg = net, cfg
+        self.train_acc = MulticlassAccuracy(cfg.data.num_classes)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        logits = self.net(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=self.cfg.model.label_smoothing)
+        self.train_acc(logits, y)
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/acc", self.train_acc, on_step=True, on_epoch=True)
+        return loss
+
+    def configure_optimizers(self) -> dict:
+        optimizer = instantiate(self.cfg.optimizer)(params=self.parameters())
+        scheduler = instantiate(self.cfg.scheduler)(optimizer, total_steps=self.trainer.max_steps)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def lightning_defaults_samples_per_s(spec: Spec, warmup: int, steps: int, extra: list[str] = ()) -> float:
+    """The same network and data in `DefaultsModule` under a Trainer left at Lightning's defaults
+    (progress bar, TensorBoard logger every 50 steps, checkpointing, NVML device checks)."""
+    with tempfile.TemporaryDirectory() as out:
+        cfg = compose_config([*overrides(spec, warmup + steps + 1), *extra], out)
+        pl.seed_everything(0)
+        monitor = ThroughputMonitor(warmup_steps=warmup)
+        trainer = pl.Trainer(
+            accelerator=cfg.trainer.accelerator, devices=1, precision=spec.precision, max_steps=warmup + steps + 1,
+            limit_val_batches=0, num_sanity_val_steps=0, callbacks=[monitor], default_root_dir=out,
+        )  # fmt: skip
+        os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = "1"  # as `import lightning` leaves it
+        try:
+            with open(os.devnull, "w") as sink, redirect_stdout(sink), redirect_stderr(sink):  # the progress bar
+                trainer.fit(DefaultsModule(instantiate(cfg.model.net), cfg), datamodule=instantiate(cfg.data))
+        finally:
+            os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)
+        return monitor.median_samples_per_s
+
+
+LOOPS = {
+    "lightning": lightning_samples_per_s,
+    "pytorch": pytorch_samples_per_s,
+    "lightning_defaults": lightning_defaults_samples_per_s,
+}
+
+
 def valid(spec: Spec) -> bool:
     if spec.device == "cpu" and spec.precision == "16-mixed":
         return False  # float16 autocast is a GPU feature; bf16-mixed is the CPU's mixed precision
@@ -200,16 +255,19 @@ def valid(spec: Spec) -> bool:
     return not (spec.device == "cuda" and not torch.cuda.is_available())
 
 
-def measure(specs: list[Spec], loops: list[str], warmup: int, steps_for: dict, repeats: int) -> list[dict]:
+def measure(specs: list[Spec], loops_for: Callable, steps_for: dict, repeats: int) -> list[dict]:
+    """Best samples/s of each loop for each spec; the loops alternate so they share the machine's moods.
+
+    `steps_for` maps a model (or "default") to its (warm-up steps, timed steps).
+    """
     rows = []
     for spec in specs:
-        steps = steps_for.get(spec.model, steps_for["default"])
-        pair = [loop for loop in loops if loop == "lightning" or spec.devices == 1]
-        best = dict.fromkeys(pair, 0.0)
-        for _ in range(repeats):  # alternate the two loops so both see the same machine load
-            for loop in pair:
-                fn = lightning_samples_per_s if loop == "lightning" else pytorch_samples_per_s
-                best[loop] = max(best[loop], fn(spec, warmup, steps))
+        warmup, steps = steps_for.get(spec.model, steps_for["default"])
+        loops = [loop for loop in loops_for(spec) if loop == "lightning" or spec.devices == 1]
+        best = dict.fromkeys(loops, 0.0)
+        for _ in range(repeats):
+            for loop in loops:
+                best[loop] = max(best[loop], LOOPS[loop](spec, warmup, steps))
         for loop, value in best.items():
             rows.append({**asdict(spec), "loop": loop, "samples_per_s": round(value, 1), "steps": steps})
             print(format_row(rows[-1]), flush=True)
@@ -223,7 +281,7 @@ def add_ratios(rows: list[dict]) -> None:
     by_key = {(key(r), r["loop"]): r["samples_per_s"] for r in rows}
     for r in rows:
         plain = by_key.get((key(r), "pytorch"))
-        r["lightning_over_pytorch"] = round(r["samples_per_s"] / plain, 3) if r["loop"] == "lightning" and plain else ""
+        r["lightning_over_pytorch"] = round(r["samples_per_s"] / plain, 3) if r["loop"] != "pytorch" and plain else ""
         base = by_key.get(
             (
                 key(r, device="cpu", precision="32", compile=False, channels_last=False, data="dataloader", devices=1),
@@ -303,7 +361,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data", nargs="+", default=["dataloader"], choices=["dataloader", "on_device"])
     p.add_argument("--devices", nargs="+", type=int, default=[1])
     p.add_argument("--batch-sizes", nargs="+", type=int, default=[256])
-    p.add_argument("--loops", nargs="+", default=["lightning", "pytorch"], choices=["lightning", "pytorch"])
+    p.add_argument(
+        "--loops", nargs="+", default=["lightning", "pytorch"], choices=["lightning", "pytorch", "lightning_defaults"]
+    )
     p.add_argument("--warmup", type=int, default=10, help="untimed steps first")
     p.add_argument("--steps", type=int, default=50, help="timed steps")
     p.add_argument("--repeats", type=int, default=3, help="alternating runs per loop; the best is kept")
@@ -315,12 +375,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def quick_specs(args: argparse.Namespace) -> tuple[list[Spec], dict]:
-    """The CPU table: fp32 with both data paths, and bf16-mixed, for each family at batch 64 and 256."""
+def quick_plan() -> tuple[list[Spec], Callable, dict]:
+    """The CPU table: fp32 with both data paths, and bf16-mixed, for each family at batch 64 and 256;
+    Lightning's defaults too where steps are short enough for per-step overhead to show."""
     base = [Spec(m, "digits", "cpu", "32", False, False, "dataloader", 1, bs) for m in MODELS for bs in (64, 256)]
     specs = base + [replace(s, data="on_device") for s in base]
     specs += [replace(s, precision="bf16-mixed") for s in base if s.batch_size == 256]
-    return specs, {"default": 20, "rnn": 60, "resnet": 4}
+
+    def loops_for(spec: Spec) -> list[str]:
+        with_defaults = spec in base and spec.model != "resnet"
+        return ["lightning", "pytorch"] + (["lightning_defaults"] if with_defaults else [])
+
+    return specs, loops_for, {"default": (3, 20), "rnn": (3, 50), "resnet": (2, 4)}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -328,17 +394,21 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     register_schemas()
     if args.quick:
-        specs, steps_for = quick_specs(args)
-        args.warmup, args.repeats = 3, 2
+        specs, loops_for, steps_for = quick_plan()
+        args.repeats = 2
     else:
         grid = itertools.product(
             args.models, [args.dataset], args.device, args.precision, args.compile, args.channels_last,
             args.data, args.devices, args.batch_sizes,
         )  # fmt: skip
         specs = [s for s in (Spec(*combo) for combo in grid) if valid(s)]
-        steps_for = {"default": args.steps}
+        steps_for = {"default": (args.warmup, args.steps)}
+
+        def loops_for(spec: Spec) -> list[str]:
+            return args.loops
+
     start = time.perf_counter()
-    rows = measure(specs, args.loops, args.warmup, steps_for, args.repeats)
+    rows = measure(specs, loops_for, steps_for, args.repeats)
     write_outputs(rows, args.out, args.threads)
     print(f"\n{len(rows)} measurements in {time.perf_counter() - start:.0f} s; wrote {args.out}/benchmark.csv")
 

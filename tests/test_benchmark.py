@@ -28,6 +28,17 @@ def test_benchmark_writes_one_row_per_configuration_and_loop(tmp_path):
     assert (tmp_path / "speedup.png").stat().st_size > 1000 and (tmp_path / "benchmark.md").exists()
 
 
+def test_benchmark_compares_with_lightning_defaults(tmp_path):
+    benchmark.main(
+        ["--models", "cnn", "--dataset", "digits", "--batch-sizes", "16", "--steps", "3", "--warmup", "1",
+         "--repeats", "1", "--loops", "lightning", "pytorch", "lightning_defaults", "--out", str(tmp_path)]
+    )  # fmt: skip
+    with open(tmp_path / "benchmark.csv") as f:
+        rows = {r["loop"]: r for r in csv.DictReader(f)}
+    assert set(rows) == {"lightning", "pytorch", "lightning_defaults"}
+    assert float(rows["lightning_defaults"]["lightning_over_pytorch"]) > 0
+
+
 def test_benchmark_skips_combinations_that_do_not_exist():
     spec = benchmark.Spec("rnn", "digits", "cpu", "32", False, True, "dataloader", 1, 64)
     assert not benchmark.valid(spec)  # channels_last without convolutions
