@@ -15,7 +15,7 @@ def options(group: str) -> list[str]:
 
 def test_every_group_has_its_options():
     assert options("model") == ["cnn", "resnet", "rnn"]
-    assert options("data") == ["cifar10", "digits", "imagefolder", "mnist", "synthetic"]
+    assert options("data") == ["cifar10", "cifar10_jpeg", "digits", "imagefolder", "mnist", "synthetic"]
     assert options("trainer") == ["cpu", "ddp", "default", "gpu"]
     assert options("logger") == ["csv", "default", "none", "tensorboard", "wandb"]
     assert set(options("debug")) == {"fdr", "limit", "overfit", "profiler"}
@@ -109,6 +109,12 @@ def test_paths_and_eval_compose(make_cfg, tmp_path):
     cfg = make_cfg("ckpt_path=some.ckpt", config_name="eval")
     assert cfg.ckpt_path == "some.ckpt" and cfg.get("data") is None
     assert isinstance(instantiate(cfg.trainer), Trainer)
+
+
+def test_a_recipe_runs_on_the_jpeg_copy_of_cifar10(make_cfg):
+    cfg = make_cfg("experiment=cifar10_fast", "data=cifar10_jpeg")
+    assert cfg.data._target_.endswith("ImageFolderDataModule") and cfg.data.in_memory
+    assert cfg.data.on_device and cfg.data.batch_size == 512  # the recipe's settings still apply
 
 
 def test_shapes_reach_the_model_from_the_data_config(make_cfg):

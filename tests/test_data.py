@@ -124,6 +124,27 @@ def test_imagefolder_reads_a_tree(tmp_path, with_val_and_test):
     assert x.min() >= -2.1 and x.max() <= 2.1  # (0..1 - 0.5) / 0.25
 
 
+def test_imagefolder_in_memory_decodes_once_and_trains_on_device(make_cfg, tmp_path):
+    write_image_tree(tmp_path / "images" / "train", ["cat", "dog"], per_class=12, size=8)
+    cfg = make_cfg(
+        "data=imagefolder", f"data.data_dir={tmp_path / 'images'}", "data.num_classes=2", "data.image_size=8",
+        "data.num_workers=0", "data.in_memory=true", "data.on_device=true", "data.batch_size=8",
+        "trainer=cpu", "logger=csv", "trainer.max_epochs=2",
+    )  # fmt: skip
+    dm = instantiate(cfg.data, on_device=False)  # without a Trainer there is no device to go to
+    dm.setup()
+    assert {k: tuple(v[0].shape) for k, v in dm.splits.items()} == {
+        "train": (22, 3, 8, 8), "val": (2, 3, 8, 8), "test": (2, 3, 8, 8)
+    }  # fmt: skip
+    assert dm.splits["train"][0].dtype == torch.uint8
+    from src.train import train
+
+    metrics = train(cfg)
+    assert "test/acc" in metrics
+    with pytest.raises(ValueError, match="needs data.in_memory=true"):
+        ImageFolderDataModule(data_dir=str(tmp_path), num_classes=2, in_channels=3, image_size=8, on_device=True)
+
+
 def test_imagefolder_names_a_class_count_mismatch(tmp_path):
     write_image_tree(tmp_path / "train", ["a", "b"], per_class=2)
     dm = ImageFolderDataModule(data_dir=str(tmp_path), num_classes=10, in_channels=1, image_size=8)
@@ -169,3 +190,19 @@ def test_imagefolder_reads_the_real_cifar10_jpegs(make_cfg, tmp_path):
     assert dm.datasets["test"].classes[:3] == ["airplane", "automobile", "bird"]
     x, y = normalised_batch(dm, "test")
     assert x.shape == (500, 3, 32, 32) and y.max() <= 9
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (SHARED_DATA / "cifar10-jpeg").is_dir(), reason="../shared/data/cifar10-jpeg is absent")
+def test_cifar10_jpeg_decodes_into_memory(make_cfg, tmp_path):
+    for name in ("train", "test"):
+        with tarfile.open(SHARED_DATA / "cifar10-jpeg" / f"{name}.tar.gz") as tar:
+            tar.extractall(tmp_path / "cifar10-jpeg", filter="data")
+    dm = instantiate(make_cfg("data=cifar10_jpeg", f"data.data_dir={tmp_path / 'cifar10-jpeg'}").data)
+    dm.setup()
+    assert {k: tuple(v[0].shape) for k, v in dm.splits.items()} == {
+        "train": (45000, 3, 32, 32), "val": (5000, 3, 32, 32), "test": (10000, 3, 32, 32)
+    }  # fmt: skip
+    assert torch.bincount(dm.splits["test"][1]).tolist() == [1000] * 10
+    x, _ = dm.transform(dm.splits["test"], train=False)  # all 10,000 (the first batch is all aeroplanes)
+    assert abs(x.mean().item()) < 0.05 and abs(x.std().item() - 1) < 0.05  # CIFAR-10's statistics fit

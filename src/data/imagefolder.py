@@ -8,30 +8,39 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import transforms
 from torchvision.datasets import ImageFolder
 
-from src.data.tensor_data import TensorDataModule
+from src.data.tensor_data import Split, TensorDataModule
 
 log = logging.getLogger(__name__)
 
 
 class ImageFolderDataModule(TensorDataModule):
-    """Images decoded by workers into uint8 tensors of `image_size`; normalised and augmented per batch.
+    """Images decoded into uint8 tensors of `image_size`; normalised and augmented per batch.
 
     Without `val/`, `val_fraction` of `train/` is held out (seeded by `split_seed`); without
     `test/`, the validation images double as the test set, and a warning says so.
+
+    By default DataLoader workers decode files for every batch. With `in_memory=True` every image is
+    decoded once, in `setup`, and the splits are held as tensors like the built-in data sets, which
+    also allows `on_device=True` (for data sets that fit in memory, such as CIFAR-10 as JPEGs).
     """
 
     max_value = 255.0
 
-    def __init__(self, data_dir: str, val_fraction: float = 0.1, split_seed: int = 0, **kwargs) -> None:
+    def __init__(
+        self,
+        data_dir: str,
+        val_fraction: float = 0.1,
+        split_seed: int = 0,
+        in_memory: bool = False,
+        **kwargs,
+    ) -> None:
         super().__init__(**kwargs)
-        if self.on_device:
-            raise ValueError(
-                "data.on_device=true is for in-memory data sets (digits, mnist, cifar10, synthetic); "
-                "imagefolder decodes files in DataLoader workers"
-            )
+        if self.on_device and not in_memory:
+            raise ValueError("data.on_device=true needs data.in_memory=true for imagefolder: files are decoded once")
         self.data_dir = Path(data_dir)
         self.val_fraction = val_fraction
         self.split_seed = split_seed
+        self.in_memory = in_memory
         self.datasets: dict[str, Dataset] = {}
 
     def _folder(self, split: str) -> ImageFolder:
@@ -52,28 +61,46 @@ class ImageFolderDataModule(TensorDataModule):
             )
         return folder
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.datasets:
-            return
+    def _file_datasets(self) -> dict[str, Dataset]:
+        """The train/val/test splits as datasets of files."""
         if not (self.data_dir / "train").is_dir():
             raise FileNotFoundError(f"data.data_dir={self.data_dir} has no train/ folder of class folders")
         train = self._folder("train")
         if (self.data_dir / "val").is_dir():
-            self.datasets = {"train": train, "val": self._folder("val")}
+            datasets = {"train": train, "val": self._folder("val")}
         else:
             order = torch.randperm(len(train), generator=torch.Generator().manual_seed(self.split_seed))
             num_val = max(1, round(self.val_fraction * len(train)))
-            self.datasets = {
+            datasets = {
                 "train": Subset(train, order[num_val:].tolist()),
                 "val": Subset(train, order[:num_val].tolist()),
             }
         if (self.data_dir / "test").is_dir():
-            self.datasets["test"] = self._folder("test")
+            datasets["test"] = self._folder("test")
         else:
             log.warning("%s has no test/ folder: testing on the validation images", self.data_dir)
-            self.datasets["test"] = self.datasets["val"]
+            datasets["test"] = datasets["val"]
+        return datasets
+
+    def load_splits(self) -> dict[str, Split]:
+        """Decode every image once (in parallel in `num_workers` processes) into whole-split tensors."""
+        splits = {}
+        for name, dataset in self._file_datasets().items():
+            loader = DataLoader(dataset, batch_size=1000, num_workers=self.num_workers)
+            images, labels = zip(*loader, strict=True)
+            splits[name] = (torch.cat(images), torch.cat(labels))  # (N, C, H, W) uint8, (N,)
+        log.info("Decoded %s into memory: %s", self.data_dir, {k: len(v[1]) for k, v in splits.items()})
+        return splits
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.in_memory:
+            super().setup(stage)
+        elif not self.datasets:
+            self.datasets = self._file_datasets()
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        if self.in_memory:
+            return super()._loader(split, shuffle)
         return DataLoader(
             self.datasets[split],
             batch_size=self.batch_size if shuffle else self.eval_batch_size,
