@@ -141,7 +141,7 @@ def test_imagefolder_in_memory_decodes_once_and_trains_on_device(make_cfg, tmp_p
 
     metrics = train(cfg)
     assert "test/acc" in metrics
-    with pytest.raises(ValueError, match="needs data.in_memory=true"):
+    with pytest.raises(ValueError, match=r"needs data\.in_memory=true"):
         ImageFolderDataModule(data_dir=str(tmp_path), num_classes=2, in_channels=3, image_size=8, on_device=True)
 
 
