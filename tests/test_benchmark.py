@@ -12,13 +12,16 @@ import benchmark
 COLUMNS = {"model", "device", "precision", "compile", "channels_last", "data", "devices", "batch_size", "loop"}
 
 
-def test_benchmark_writes_one_row_per_configuration_and_loop(tmp_path):
-    benchmark.main(
-        ["--models", "cnn", "rnn", "--dataset", "digits", "--data", "dataloader", "on_device", "--batch-sizes", "32",
-         "--steps", "4", "--warmup", "1", "--repeats", "1", "--out", str(tmp_path)]
-    )  # fmt: skip
+def run_benchmark(tmp_path, *args: str) -> list[dict]:
+    """A few steps of each configuration on digits; the CSV rows it wrote."""
+    benchmark.main(["--dataset", "digits", "--warmup", "1", "--repeats", "1", "--out", str(tmp_path), *args])
     with open(tmp_path / "benchmark.csv") as f:
-        rows = list(csv.DictReader(f))
+        return list(csv.DictReader(f))
+
+
+def test_benchmark_writes_one_row_per_configuration_and_loop(tmp_path):
+    args = ["--models", "cnn", "rnn", "--data", "dataloader", "on_device", "--batch-sizes", "32", "--steps", "4"]
+    rows = run_benchmark(tmp_path, *args)
     assert COLUMNS | {"samples_per_s"} <= set(rows[0])
     assert len(rows) == 2 * 2 * 2  # models x data paths x {lightning, pytorch}
     assert {r["loop"] for r in rows} == {"lightning", "pytorch"}
@@ -29,12 +32,8 @@ def test_benchmark_writes_one_row_per_configuration_and_loop(tmp_path):
 
 
 def test_benchmark_compares_with_lightning_defaults(tmp_path):
-    benchmark.main(
-        ["--models", "cnn", "--dataset", "digits", "--batch-sizes", "16", "--steps", "3", "--warmup", "1",
-         "--repeats", "1", "--loops", "lightning", "pytorch", "lightning_defaults", "--out", str(tmp_path)]
-    )  # fmt: skip
-    with open(tmp_path / "benchmark.csv") as f:
-        rows = {r["loop"]: r for r in csv.DictReader(f)}
+    args = ["--models", "cnn", "--batch-sizes", "16", "--steps", "3", "--loops", "lightning", "pytorch"]
+    rows = {r["loop"]: r for r in run_benchmark(tmp_path, *args, "lightning_defaults")}
     assert set(rows) == {"lightning", "pytorch", "lightning_defaults"}
     assert float(rows["lightning_defaults"]["lightning_over_pytorch"]) > 0
 
