@@ -64,6 +64,10 @@ class ClassificationModule(pl.LightningModule):
             super().__setattr__(name, value)
 
     def configure_model(self) -> None:
+        # Lightning calls this hook before fit and again before test: prepare the network once.
+        if getattr(self, "_net_prepared", False):
+            return
+        self._net_prepared = True
         if self.hparams.channels_last:
             self.net.to(memory_format=torch.channels_last)
         # nn.Module.compile() compiles in place: parameter names keep no `_orig_mod.` prefix.

@@ -80,6 +80,7 @@ class TensorDataModule(pl.LightningDataModule):
         self.shuffle_seed = 0
         self.mean = torch.tensor(mean).view(1, -1, 1, 1)  # (1, C or 1, 1, 1)
         self.std = torch.tensor(std).view(1, -1, 1, 1)
+        self._stats_on: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
         self.splits: dict[str, Split] = {}
 
     def load_splits(self) -> dict[str, Split]:
@@ -161,7 +162,10 @@ class TensorDataModule(pl.LightningDataModule):
         """Scale to [0, 1], normalise, and (when training) augment a batch on its device."""
         images, labels = batch
         x = images.float() / self.max_value  # (B, C, H, W) in [0, 1]
-        x = (x - self.mean.to(x.device)) / self.std.to(x.device)
+        if x.device not in self._stats_on:  # one copy per device, not a host-to-device copy per batch
+            self._stats_on[x.device] = (self.mean.to(x.device), self.std.to(x.device))
+        mean, std = self._stats_on[x.device]
+        x = (x - mean) / std
         if train and self.crop_padding:
             x = random_crop(x, self.crop_padding)
         if train and self.flip:
