@@ -1,5 +1,6 @@
 """evaluate(cfg): rebuild a training run from its checkpoint and test it."""
 
+import csv
 import logging
 from pathlib import Path
 
@@ -47,4 +48,19 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     metrics = {k: float(v) for k, v in results[0].items()} if results else {}
     if trainer.is_global_zero:
         log.info("Test metrics of %s: %s", ckpt_path, ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())))
+    if cfg.get("predict"):
+        write_predictions(trainer.predict(module, datamodule=datamodule), Path(cfg.paths.output_dir))
     return metrics
+
+
+def write_predictions(batches: list[dict[str, torch.Tensor]], output_dir: Path) -> Path:
+    """`predictions.csv`: one row per test image, in the data set's order."""
+    columns = {key: torch.cat([b[key] for b in batches]).tolist() for key in batches[0]}
+    output_dir.mkdir(parents=True, exist_ok=True)
+    path = output_dir / "predictions.csv"
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["index", *columns])
+        writer.writerows([i, *row] for i, row in enumerate(zip(*columns.values(), strict=True)))
+    log.info("Wrote %d predictions to %s", len(columns["prediction"]), path)
+    return path

@@ -128,9 +128,17 @@ class ClassificationModule(pl.LightningModule):
         self.log("test/loss", loss, on_epoch=True, sync_dist=True)
         self.log("test/acc", self.test_acc, on_epoch=True)
 
-    def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+    def predict_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
+        """Predicted class and softmax confidence of each image (and its label when the batch has one)."""
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        return self(x).argmax(dim=1)
+        logits = self(x)  # (B, num_classes)
+        if self.hparams.flip_tta:
+            logits = (logits + self(x.flip(3))) / 2
+        confidence, prediction = logits.softmax(dim=1).max(dim=1)  # (B,), (B,)
+        out = {"prediction": prediction, "confidence": confidence}
+        if isinstance(batch, (tuple, list)) and len(batch) > 1:
+            out["label"] = batch[1]
+        return out
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = self.optimizer_factory(params=self.parameters())

@@ -47,11 +47,19 @@ def test_run_folder_holds_config_checkpoints_and_metrics(make_cfg, tmp_path):
         assert all(not k.startswith("net._orig_mod") for k in ckpt["state_dict"])
 
 
-def test_eval_reproduces_the_test_accuracy(make_cfg, tmp_path):
+def test_eval_reproduces_the_test_accuracy_and_writes_predictions(make_cfg, tmp_path):
     metrics = train(make_cfg(*FAST))
     best = next(p for p in (tmp_path / "checkpoints").glob("epoch_*.ckpt"))
-    evaluated = evaluate(make_cfg(f"ckpt_path={best}", "trainer=cpu", "logger=none", config_name="eval"))
+    eval_dir = tmp_path / "eval"
+    cfg = compose_config("eval", [f"ckpt_path={best}", "trainer=cpu", "logger=none", "predict=true"], eval_dir)
+    evaluated = evaluate(cfg)
     assert evaluated["test/acc"] == pytest.approx(metrics["test/acc"], abs=1e-3)
+    with open(eval_dir / "predictions.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 360 and set(rows[0]) == {"index", "prediction", "confidence", "label"}
+    accuracy = sum(r["prediction"] == r["label"] for r in rows) / len(rows)
+    assert accuracy == pytest.approx(metrics["test/acc"], abs=1e-3)  # the predictions are the tested ones
+    assert all(0.1 <= float(r["confidence"]) <= 1 for r in rows)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
