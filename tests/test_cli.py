@@ -40,6 +40,9 @@ def test_default_run_trains_digits_and_eval_reproduces_it(tmp_path):
     print(f"python train.py: test/acc {test_acc:.4f} in {seconds:.1f} s from process start")
     assert test_acc >= 0.97
     assert "wandb sync" in done.stdout + done.stderr  # says where the offline run is and how to upload it
+    # Not a terminal: one plain progress line per epoch, and no colour codes or progress-bar redraws.
+    assert len(re.findall(r"\] epoch \d+/20  step \d+", done.stdout)) == 20
+    assert "\x1b[" not in done.stdout + done.stderr and "\r" not in done.stdout
 
     best = next((tmp_path / "checkpoints").glob("epoch_*.ckpt"))
     done = run_script("eval.py", f"ckpt_path={best}", f"hydra.run.dir={tmp_path / 'eval'}")
