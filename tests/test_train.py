@@ -89,6 +89,16 @@ def wandb_summary(run_dir: Path) -> dict:
     return json.loads(out.stdout)
 
 
+def wandb_run_record(run_dir: Path) -> dict:
+    """The run record of an offline run's .wandb log: group, job type, tags, W&B's own git metadata."""
+    wandb_cli = Path(sys.executable).with_name("wandb")
+    out = subprocess.run(
+        [str(wandb_cli), "leet", "inspect", "--json", str(run_dir)], capture_output=True, text=True, check=True
+    )
+    records = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    return next(r["run"] for r in records if r.get("type") == "run")
+
+
 def test_wandb_offline_run_records_config_and_metrics(make_cfg, tmp_path):
     metrics = train(make_cfg(*FAST, "logger=default", "group=g1", "tags=[t1]"))
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
@@ -98,6 +108,8 @@ def test_wandb_offline_run_records_config_and_metrics(make_cfg, tmp_path):
     assert record["config"]["model"]["net"]["widths"] == [32, 64, 128]  # nested, not flattened
     assert record["config"]["group"] == "g1" and "commit" in record["config"]["git"]
     assert record["summary"]["test/acc"] == pytest.approx(metrics["test/acc"])
+    run = wandb_run_record(runs[0])
+    assert run["run_group"] == "g1" and run["job_type"] == "train" and run["project"] == "dl-template"
     assert (tmp_path / "csv" / "metrics.csv").exists()  # the default logs locally as well
 
 
