@@ -33,15 +33,12 @@ sys.path.insert(0, str(ROOT))
 import lightning.pytorch as pl  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from hydra import compose, initialize_config_dir  # noqa: E402
-from hydra.core.global_hydra import GlobalHydra  # noqa: E402
-from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
-from omegaconf import DictConfig, open_dict  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
 from torchmetrics.classification import MulticlassAccuracy  # noqa: E402
 
 from src.callbacks.throughput import ThroughputMonitor  # noqa: E402
-from src.config import register_schemas  # noqa: E402
+from src.config import compose_config  # noqa: E402
 from src.data.device_batches import DeviceBatches  # noqa: E402
 from src.train import build  # noqa: E402
 
@@ -91,25 +88,12 @@ def overrides(spec: Spec, steps: int) -> list[str]:
     ]
 
 
-def compose_config(args: list[str], output_dir: str) -> DictConfig:
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=args, return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = output_dir
-        cfg.hydra.runtime.cwd = str(ROOT)
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]
-    return cfg
-
-
 def lightning_samples_per_s(spec: Spec, warmup: int, steps: int, extra: list[str] = ()) -> float:
     """The template's own path: train.py's config and build(), timed by a callback."""
     with tempfile.TemporaryDirectory() as out:
         if spec.devices > 1:
             return ddp_samples_per_s(spec, warmup, steps, out)
-        cfg = compose_config([*overrides(spec, warmup + steps + 1), *extra], out)
+        cfg = compose_config("train", [*overrides(spec, warmup + steps + 1), *extra], out)
         monitor = ThroughputMonitor(warmup_steps=warmup)
         run = build(cfg, callbacks=[monitor], enable_model_summary=False)
         run.trainer.fit(run.module, datamodule=run.datamodule)
@@ -137,7 +121,7 @@ def ddp_samples_per_s(spec: Spec, warmup: int, steps: int, out: str) -> float:
 def pytorch_samples_per_s(spec: Spec, warmup: int, steps: int, extra: list[str] = ()) -> float:
     """A plain loop over the same network, data, optimizer and schedule, written by hand."""
     with tempfile.TemporaryDirectory() as out:
-        cfg = compose_config([*overrides(spec, warmup + steps + 1), *extra], out)
+        cfg = compose_config("train", [*overrides(spec, warmup + steps + 1), *extra], out)
     torch.manual_seed(0)
     device = torch.device(spec.device)
     dm = instantiate(cfg.data, on_device=False)
@@ -224,7 +208,7 @@ def lightning_defaults_samples_per_s(spec: Spec, warmup: int, steps: int, extra:
     """The same network and data in `DefaultsModule` under a Trainer left at Lightning's defaults
     (progress bar, TensorBoard logger every 50 steps, checkpointing, NVML device checks)."""
     with tempfile.TemporaryDirectory() as out:
-        cfg = compose_config([*overrides(spec, warmup + steps + 1), *extra], out)
+        cfg = compose_config("train", [*overrides(spec, warmup + steps + 1), *extra], out)
         pl.seed_everything(0)
         monitor = ThroughputMonitor(warmup_steps=warmup)
         trainer = pl.Trainer(
@@ -392,7 +376,6 @@ def quick_plan() -> tuple[list[Spec], Callable, dict]:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    register_schemas()
     if args.quick:
         specs, loops_for, steps_for = quick_plan()
         args.repeats = 2

@@ -1,13 +1,20 @@
-"""Typed schemas registered in Hydra's ConfigStore.
+"""Typed schemas registered in Hydra's ConfigStore, and composition outside a Hydra app.
 
 A schema makes Hydra reject a misspelt key (`trainer.devicez=2`) or a wrong type
 (`trainer.max_epochs=abc`) while composing, before torch is imported.
 """
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -55,3 +62,26 @@ class TrainerConf:
 def register_schemas() -> None:
     """Make `trainer/schema` available to the trainer configs' defaults lists."""
     ConfigStore.instance().store(group="trainer", name="schema", node=TrainerConf)
+
+
+def compose_config(
+    config_name: str, overrides: list[str], output_dir: str | Path, keep_hydra: bool = False
+) -> DictConfig:
+    """Compose conf/<config_name>.yaml as `python <config_name>.py <overrides>` would, writing into
+    output_dir (for tests and scripts that run the template in-process).
+
+    The `hydra` node is dropped, as the app sees it, unless `keep_hydra` (to read launcher settings).
+    """
+    register_schemas()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(output_dir)
+        cfg.hydra.runtime.cwd = str(ROOT)
+        cfg.hydra.job.num = 0
+    HydraConfig.instance().set_config(cfg)  # so ${hydra:...} in paths resolves
+    if not keep_hydra:
+        with open_dict(cfg):
+            del cfg["hydra"]
+    return cfg

@@ -10,7 +10,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from src.utils.console import tidy_console
-from src.utils.instantiate import instantiate_group, instantiate_loggers
+from src.utils.instantiate import instantiate_group, instantiate_loggers, instantiate_trainer
 from src.utils.tracking import finish_tracking
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     datamodule: pl.LightningDataModule = instantiate(data_cfg)
     loggers = instantiate_loggers(cfg.get("logger"))
     callbacks = instantiate_group(cfg.get("callbacks"))
-    trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+    trainer = instantiate_trainer(cfg.trainer, logger=loggers or False, callbacks=callbacks)
     try:
         results = trainer.test(module, datamodule=datamodule)
     finally:

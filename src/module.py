@@ -79,11 +79,16 @@ class ClassificationModule(pl.LightningModule):
             x = x.contiguous(memory_format=torch.channels_last)  # same shape (B, C, H, W), NHWC strides
         return self.net(x)
 
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, num_classes); outside training, averaged with the mirror image's if flip_tta."""
+        logits = self(x)
+        if self.hparams.flip_tta and not self.training:
+            logits = (logits + self(x.flip(3))) / 2
+        return logits
+
     def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, ...]:
         x, y = batch  # (B, C, H, W), (B,)
-        logits = self(x)  # (B, num_classes)
-        if self.hparams.flip_tta and not self.training:
-            logits = (logits + self(x.flip(3))) / 2  # test-time augmentation: the mirror image too
+        logits = self._logits(x)  # (B, num_classes)
         loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
         return loss, logits, y
 
@@ -131,10 +136,7 @@ class ClassificationModule(pl.LightningModule):
     def predict_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
         """Predicted class and softmax confidence of each image (and its label when the batch has one)."""
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        logits = self(x)  # (B, num_classes)
-        if self.hparams.flip_tta:
-            logits = (logits + self(x.flip(3))) / 2
-        confidence, prediction = logits.softmax(dim=1).max(dim=1)  # (B,), (B,)
+        confidence, prediction = self._logits(x).softmax(dim=1).max(dim=1)  # (B,), (B,)
         out = {"prediction": prediction, "confidence": confidence}
         if isinstance(batch, (tuple, list)) and len(batch) > 1:
             out["label"] = batch[1]

@@ -12,8 +12,7 @@ from omegaconf import DictConfig
 
 from src.callbacks.run_config import RunConfigInCheckpoint
 from src.utils.console import tidy_console
-from src.utils.hardware import configure_speed, resolve_precision
-from src.utils.instantiate import instantiate_callbacks, instantiate_loggers
+from src.utils.instantiate import instantiate_callbacks, instantiate_loggers, instantiate_trainer
 from src.utils.multirun import isolated_job
 from src.utils.run_record import run_config, save_run_config
 from src.utils.tracking import finish_tracking
@@ -53,9 +52,7 @@ def build(cfg: DictConfig, **trainer_overrides: Any) -> Run:
     callbacks = instantiate_callbacks(cfg.get("callbacks"), has_logger=bool(loggers))
     callbacks.append(RunConfigInCheckpoint(record))
     callbacks += trainer_overrides.pop("callbacks", [])
-    trainer_overrides.setdefault("precision", resolve_precision(cfg.trainer.precision))
-    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **trainer_overrides)
-    configure_speed(trainer)
+    trainer = instantiate_trainer(cfg.trainer, callbacks=callbacks, logger=loggers or False, **trainer_overrides)
     for logger in loggers:
         logger.log_hyperparams(record)
     return Run(datamodule, module, trainer, loggers)
@@ -68,6 +65,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 
 def _fit_and_test(run: Run, cfg: DictConfig) -> dict[str, float]:
+    """Fit (resuming from `ckpt_path` if set), then test the best checkpoint; W&B is closed either way."""
     datamodule, module, trainer, loggers = run.datamodule, run.module, run.trainer, run.loggers
 
     try:

@@ -80,3 +80,12 @@ def test_flip_tta_averages_each_image_with_its_mirror(make_cfg):
     module.train()
     _, logits, _ = module._shared_step((x, y))
     assert logits.shape == (4, 10)  # training steps see the images as they are
+
+
+def test_eval_accepts_the_gpu_configs_mixed_precision(make_cfg, tmp_path):
+    """`precision: mixed` (trainer=gpu) is resolved for eval.py as for train.py; on a CPU it runs bf16."""
+    train(make_cfg(*FAST, "trainer.max_epochs=1"))
+    ckpt = tmp_path / "checkpoints" / "last.ckpt"
+    overrides = [f"ckpt_path={ckpt}", "trainer=cpu", "trainer.precision=mixed", "logger=none"]
+    evaluated = evaluate(compose_config("eval", overrides, tmp_path / "eval"))
+    assert evaluated["test/acc"] > 0.5

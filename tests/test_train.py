@@ -77,25 +77,21 @@ def test_debug_modes_run(make_cfg, mode):
         assert metrics["train/acc"] > 0.9  # 3 batches memorised
 
 
-def wandb_summary(run_dir: Path) -> dict:
-    """What an offline run recorded: config, summary and tags, read back from its .wandb file."""
+def inspect_wandb_run(run_dir: Path, *flags: str) -> str:
+    """`wandb leet inspect <flags> --json` of an offline run: what its .wandb file holds."""
     wandb_cli = Path(sys.executable).with_name("wandb")
-    out = subprocess.run(
-        [str(wandb_cli), "leet", "inspect", "--summary", "--json", str(run_dir)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(out.stdout)
+    command = [str(wandb_cli), "leet", "inspect", *flags, "--json", str(run_dir)]
+    return subprocess.run(command, capture_output=True, text=True, check=True).stdout
+
+
+def wandb_summary(run_dir: Path) -> dict:
+    """What an offline run recorded: config, summary and tags."""
+    return json.loads(inspect_wandb_run(run_dir, "--summary"))
 
 
 def wandb_run_record(run_dir: Path) -> dict:
-    """The run record of an offline run's .wandb log: group, job type, tags, W&B's own git metadata."""
-    wandb_cli = Path(sys.executable).with_name("wandb")
-    out = subprocess.run(
-        [str(wandb_cli), "leet", "inspect", "--json", str(run_dir)], capture_output=True, text=True, check=True
-    )
-    records = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    """The run record of an offline run: group, job type, tags, W&B's own git metadata."""
+    records = [json.loads(line) for line in inspect_wandb_run(run_dir).splitlines() if line.startswith("{")]
     return next(r["run"] for r in records if r.get("type") == "run")
 
 

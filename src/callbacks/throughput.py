@@ -19,7 +19,6 @@ class ThroughputMonitor(Callback):
     def __init__(self, warmup_steps: int = 10) -> None:
         self.warmup_steps = warmup_steps
         self.samples = 0
-        self.steps = 0
         self.seconds = 0.0
         self.step_rates: list[float] = []  # samples/s of each timed step
         self._start: float | None = None
@@ -32,6 +31,11 @@ class ThroughputMonitor(Callback):
         if self._sync:
             torch.cuda.synchronize()  # GPU work is asynchronous: wait for it before reading the clock
         return time.perf_counter()
+
+    @property
+    def steps(self) -> int:
+        """How many steps were timed."""
+        return len(self.step_rates)
 
     @property
     def samples_per_s(self) -> float:
@@ -51,7 +55,6 @@ class ThroughputMonitor(Callback):
         if self._start is not None:
             samples = len(batch[1]) * trainer.world_size
             self.samples += samples
-            self.steps += 1
             self.seconds += now - self._start
             self.step_rates.append(samples / (now - self._start))
         self._start = now

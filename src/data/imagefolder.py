@@ -8,7 +8,8 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import transforms
 from torchvision.datasets import ImageFolder
 
-from src.data.tensor_data import Split, TensorDataModule
+from src.data.device_batches import DeviceBatches
+from src.data.tensor_data import Split, TensorDataModule, hold_out
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +70,8 @@ class ImageFolderDataModule(TensorDataModule):
         if (self.data_dir / "val").is_dir():
             datasets = {"train": train, "val": self._folder("val")}
         else:
-            order = torch.randperm(len(train), generator=torch.Generator().manual_seed(self.split_seed))
-            num_val = max(1, round(self.val_fraction * len(train)))
-            datasets = {
-                "train": Subset(train, order[num_val:].tolist()),
-                "val": Subset(train, order[:num_val].tolist()),
-            }
+            kept, held = hold_out(len(train), max(1, round(self.val_fraction * len(train))), self.split_seed)
+            datasets = {"train": Subset(train, kept.tolist()), "val": Subset(train, held.tolist())}
         if (self.data_dir / "test").is_dir():
             datasets["test"] = self._folder("test")
         else:
@@ -98,17 +95,10 @@ class ImageFolderDataModule(TensorDataModule):
         elif not self.datasets:
             self.datasets = self._file_datasets()
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+    def _loader(self, split: str, shuffle: bool) -> DataLoader | DeviceBatches:
         if self.in_memory:
             return super()._loader(split, shuffle)
-        return DataLoader(
-            self.datasets[split],
-            batch_size=self.batch_size if shuffle else self.eval_batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.num_workers > 0,
-        )
+        return self._dataloader(self.datasets[split], shuffle)
 
 
 def _to_rgb(image):

@@ -1,6 +1,6 @@
 """Data sets held as whole tensors, served in slices, normalised and augmented per batch."""
 
-from typing import Any
+from collections.abc import Callable
 
 import lightning.pytorch as pl
 import torch
@@ -40,8 +40,14 @@ def keep_batch(batch: Split) -> Split:
     return batch
 
 
+def hold_out(n: int, num_held: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices (kept, held out) of a seeded random split of range(n), the same for every run."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return order[num_held:], order[:num_held]
+
+
 class TensorDataModule(pl.LightningDataModule):
-    """Base class: subclasses fill `self.splits` in `setup`; this class serves and transforms them.
+    """Base class: subclasses return the splits from `load_splits`; this class serves and transforms them.
 
     Images are stored raw (uint8 or float, scaled by `max_value`) and normalised after they
     reach the device, where the training-time augmentation also runs, batched.
@@ -117,40 +123,36 @@ class TensorDataModule(pl.LightningDataModule):
         seed = int(torch.randint(0, 2**31 - 1, (1,)).item())  # follows `seed` via seed_everything
         self.shuffle_seed = trainer.strategy.broadcast(seed)  # rank 0's, so all ranks share a permutation
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader | DeviceBatches:
-        images, labels = self.splits[split]
-        batch_size = self.batch_size if shuffle else self.eval_batch_size
-        if self.on_device:
-            trainer = self.trainer
-            return DeviceBatches(
-                images,
-                labels,
-                batch_size,
-                shuffle,
-                seed=self.shuffle_seed,
-                rank=trainer.global_rank,
-                world_size=trainer.world_size,
-            )
+    def _dataloader(self, dataset: Dataset, shuffle: bool, collate_fn: Callable | None = None) -> DataLoader:
+        """A DataLoader with this module's batch size (training or evaluation), workers and pinning."""
         return DataLoader(
-            TensorBatchDataset(images, labels),
-            batch_size=batch_size,
+            dataset,
+            batch_size=self.batch_size if shuffle else self.eval_batch_size,
             shuffle=shuffle,
-            collate_fn=keep_batch,
+            collate_fn=collate_fn,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
         )
 
-    def train_dataloader(self) -> DataLoader:
+    def _loader(self, split: str, shuffle: bool) -> DataLoader | DeviceBatches:
+        images, labels = self.splits[split]
+        if self.on_device:
+            batch_size = self.batch_size if shuffle else self.eval_batch_size
+            rank, world_size = self.trainer.global_rank, self.trainer.world_size
+            return DeviceBatches(images, labels, batch_size, shuffle, self.shuffle_seed, rank, world_size)
+        return self._dataloader(TensorBatchDataset(images, labels), shuffle, collate_fn=keep_batch)
+
+    def train_dataloader(self) -> DataLoader | DeviceBatches:
         return self._loader("train", shuffle=True)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> DataLoader | DeviceBatches:
         return self._loader("val", shuffle=False)
 
-    def test_dataloader(self) -> DataLoader:
+    def test_dataloader(self) -> DataLoader | DeviceBatches:
         return self._loader("test", shuffle=False)
 
-    def predict_dataloader(self) -> DataLoader:
+    def predict_dataloader(self) -> DataLoader | DeviceBatches:
         return self._loader("test", shuffle=False)
 
     def transfer_batch_to_device(self, batch: Split, device: torch.device, dataloader_idx: int) -> Split:
@@ -174,6 +176,3 @@ class TensorDataModule(pl.LightningDataModule):
 
     def on_after_batch_transfer(self, batch: Split, dataloader_idx: int) -> Split:
         return self.transform(batch, train=self.trainer is not None and self.trainer.training)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}

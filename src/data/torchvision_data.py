@@ -1,8 +1,6 @@
 """Base for torchvision's downloadable data sets held as tensors (MNIST, CIFAR-10)."""
 
-import torch
-
-from src.data.tensor_data import Split, TensorDataModule
+from src.data.tensor_data import Split, TensorDataModule, hold_out
 
 
 class TorchvisionDataModule(TensorDataModule):
@@ -32,8 +30,7 @@ class TorchvisionDataModule(TensorDataModule):
 
     def load_splits(self) -> dict[str, Split]:
         images, labels = self._tensors(self.dataset_class(self.data_dir, train=True, download=False))
-        order = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.split_seed))
-        val, train = order[: self.val_size], order[self.val_size :]
+        train, val = hold_out(len(images), self.val_size, self.split_seed)
         return {
             "train": (images[train], labels[train]),
             "val": (images[val], labels[val]),

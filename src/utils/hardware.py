@@ -1,13 +1,9 @@
 """Process-wide speed settings that depend on the hardware the Trainer picked."""
 
-import logging
 import os
 
 import lightning.pytorch as pl
 import torch
-
-log = logging.getLogger(__name__)
-
 
 MIXED = "mixed"  # the template's own precision value: the best mixed precision this GPU has
 

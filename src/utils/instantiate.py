@@ -1,11 +1,15 @@
-"""Build the callbacks and loggers named in a config group (a dict of `_target_` entries)."""
+"""Build the Trainer, and the callbacks and loggers named in a config group (a dict of `_target_` entries)."""
 
 import logging
+from typing import Any
 
+import lightning.pytorch as pl
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig
+
+from src.utils.hardware import configure_speed, resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -35,3 +39,11 @@ def instantiate_callbacks(group: DictConfig | None, has_logger: bool) -> list[Ca
         log.info("No logger (logger=none): the learning-rate monitor is left out")
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     return callbacks
+
+
+def instantiate_trainer(trainer_cfg: DictConfig, **kwargs: Any) -> pl.Trainer:
+    """The configured Trainer, with the template's `precision: mixed` resolved and the speed settings applied."""
+    kwargs.setdefault("precision", resolve_precision(trainer_cfg.precision))
+    trainer = instantiate(trainer_cfg, **kwargs)
+    configure_speed(trainer)
+    return trainer
