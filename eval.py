@@ -7,8 +7,9 @@ python eval.py ckpt_path=... data=mnist data.data_dir=/elsewhere   # other data,
 import hydra
 from omegaconf import DictConfig
 
-from src.config import register_schemas
+from src.config import load_machine_env, register_schemas
 
+load_machine_env()
 register_schemas()
 
 

@@ -9,8 +9,9 @@ python train.py -m optimizer.lr=1e-3,3e-3,1e-2    # a sweep: one run (and one W&
 import hydra
 from omegaconf import DictConfig
 
-from src.config import register_schemas
+from src.config import load_machine_env, register_schemas
 
+load_machine_env()
 register_schemas()
 
 

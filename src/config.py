@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dotenv import load_dotenv
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
@@ -57,6 +58,14 @@ class TrainerConf:
     reload_dataloaders_every_n_epochs: int = 0
     default_root_dir: str | None = None
     enable_autolog_hparams: bool = True
+
+
+def load_machine_env(path: Path = ROOT / ".env") -> None:
+    """Read this machine's settings (data folder, W&B entity, cluster partition) from the git-ignored `.env`.
+
+    Variables already set in the environment win; configs read them with `${oc.env:NAME,default}`.
+    """
+    load_dotenv(path, override=False)
 
 
 def register_schemas() -> None:

@@ -1,6 +1,7 @@
 """Shared fixtures: configs composed with Hydra's compose API, CPU, one thread, outputs in tmp_path."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -40,10 +41,32 @@ def run_script(script: str, *overrides: str, cwd: Path = ROOT, timeout: float = 
     """Run `python <script> <overrides>` as a user would, one torch thread, W&B offline."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline", "HYDRA_FULL_ERROR": "0"}
     return subprocess.run(
-        [sys.executable, str(ROOT / script), *overrides],
+        [sys.executable, str(cwd / script), *overrides],
         cwd=cwd,
         env=env,
         capture_output=True,
         text=True,
         timeout=timeout,
     )
+
+
+def repo_files() -> list[str]:
+    """The repository's own files: tracked, plus new ones git does not ignore (no venv, outputs or caches)."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return [name for name in listed.stdout.splitlines() if (ROOT / name).is_file()]
+
+
+@pytest.fixture
+def repo_copy(tmp_path) -> Path:
+    """A copy of the repository as a fresh clone has it, to change and run in without touching this one."""
+    copy = tmp_path / "repo"
+    for name in repo_files():
+        (copy / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, copy / name)
+    return copy
