@@ -70,3 +70,13 @@ def repo_copy(tmp_path) -> Path:
         (copy / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, copy / name)
     return copy
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `gpu` skip (with the reason shown) where no CUDA device is present."""
+    if torch.cuda.is_available():
+        return
+    no_gpu = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(no_gpu)
