@@ -4,6 +4,7 @@ import re
 import time
 
 import pytest
+import torch
 import yaml
 
 from tests.conftest import run_script
@@ -28,6 +29,14 @@ def test_config_errors_name_the_bad_value_before_training(tmp_path, override, ex
     assert done.returncode != 0
     assert re.search(expected, done.stderr, re.S), done.stderr
     assert not (tmp_path / "config.yaml").exists()  # nothing started
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")
+def test_asking_for_a_gpu_without_one_says_what_to_do(tmp_path):
+    done = run_script("train.py", "trainer=gpu", "logger=none", f"hydra.run.dir={tmp_path}")
+    assert done.returncode != 0
+    assert "trainer.accelerator=gpu but torch sees no CUDA GPU" in done.stderr
+    assert "trainer=cpu" in done.stderr and "trainer.accelerator=auto" in done.stderr
 
 
 def test_default_run_trains_digits_and_eval_reproduces_it(tmp_path):

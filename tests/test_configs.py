@@ -14,11 +14,12 @@ def options(group: str) -> list[str]:
 
 
 def test_every_group_has_its_options():
-    assert options("model") == ["cnn", "resnet", "rnn"]
-    assert options("data") == ["cifar10", "cifar10_jpeg", "digits", "imagefolder", "mnist", "synthetic"]
-    assert options("trainer") == ["cpu", "ddp", "default", "gpu"]
-    assert options("logger") == ["csv", "default", "none", "tensorboard", "wandb"]
-    assert set(options("debug")) == {"fdr", "limit", "overfit", "profiler"}
+    # subsets: a fork adds its own options (the tests below pick them up) without editing this test
+    assert {"cnn", "resnet", "rnn"} <= set(options("model"))
+    assert {"cifar10", "cifar10_jpeg", "digits", "imagefolder", "mnist", "synthetic"} <= set(options("data"))
+    assert {"cpu", "ddp", "default", "gpu"} <= set(options("trainer"))
+    assert {"csv", "default", "none", "tensorboard", "wandb"} <= set(options("logger"))
+    assert {"fdr", "limit", "overfit", "profiler"} <= set(options("debug"))
 
 
 def build_module(cfg) -> LightningModule:

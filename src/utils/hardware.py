@@ -20,6 +20,16 @@ def resolve_precision(precision: object) -> object:
     return "16-mixed"
 
 
+def check_accelerator(accelerator: object) -> None:
+    """Say plainly when a GPU is asked for and torch sees none (Lightning's own message names no fix)."""
+    if str(accelerator) in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise RuntimeError(
+            f"trainer.accelerator={accelerator} but torch sees no CUDA GPU (torch {torch.__version__}, "
+            f"built for CUDA {torch.version.cuda}; `nvidia-smi` lists the GPUs the driver sees). "
+            "Train on the CPU with trainer=cpu, or let Lightning choose with trainer.accelerator=auto."
+        )
+
+
 def configure_speed(trainer: pl.Trainer) -> None:
     """Call after the Trainer is built and before fitting."""
     if trainer.strategy.root_device.type == "cuda":
