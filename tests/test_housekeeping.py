@@ -51,3 +51,9 @@ def test_pre_commit_hooks_catch_lint_format_and_hygiene_problems(repo_copy):
     assert failed.returncode != 0
     for hook in ("ruff check", "ruff format", "no trailing whitespace", "YAML parses"):
         assert re.search(rf"^{hook}\.+Failed$", failed.stdout, re.M), (hook, failed.stdout)
+
+
+def test_the_repository_carries_no_generated_files():
+    generated = re.compile(r"(^|/)(outputs|multirun|wandb|lightning_logs|__pycache__|\.venv)/|\.(pyc|ckpt|pt|log)$")
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert [name for name in tracked.splitlines() if generated.search(name)] == []
