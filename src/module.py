@@ -149,11 +149,12 @@ class ClassificationModule(pl.LightningModule):
         self.log("val/acc", acc, prog_bar=True)
         self.log("val/acc_best", self.val_acc_best.compute())
 
-    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
         loss, logits, y = self._shared_step(batch)
         self.test_acc(logits, y)
         self.log("test/loss", loss, on_epoch=True, sync_dist=True)
         self.log("test/acc", self.test_acc, on_epoch=True)
+        return {"preds": logits.argmax(dim=1)}  # (B,): for callbacks (confusion matrix, misclassified images)
 
     def predict_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
         """Predicted class and softmax confidence of each image (and its label when the batch has one)."""

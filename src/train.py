@@ -10,6 +10,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
+from src.callbacks.energy import energy_summary
 from src.callbacks.run_config import RunConfigInCheckpoint
 from src.utils.console import tidy_console
 from src.utils.instantiate import instantiate_callbacks, instantiate_loggers, instantiate_trainer
@@ -87,6 +88,8 @@ def _fit_and_test(run: Run, cfg: DictConfig) -> dict[str, float]:
     metrics = {**fit_metrics, **{k: float(v) for k, v in trainer.callback_metrics.items()}}
     if trainer.is_global_zero:
         log.info("Final metrics: %s", _format(metrics))
+        if cost := energy_summary(trainer):
+            log.info("Cost: %s", cost)
         log.info("Run directory: %s", cfg.paths.output_dir)
     return metrics
 
