@@ -23,7 +23,16 @@ def run_config(cfg: DictConfig) -> dict[str, Any]:
     plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     cwd = HydraConfig.get().runtime.cwd if HydraConfig.initialized() else "."
     plain["git"] = git_state(cwd)
+    plain["choices"] = config_choices()
     return redact(plain, secret_values(plain))
+
+
+def config_choices() -> dict[str, str | None]:
+    """The option picked in each config group (`{"model": "rnn", "data": "digits", ...}`): runs group by these."""
+    if not HydraConfig.initialized():
+        return {}
+    choices = HydraConfig.get().runtime.choices
+    return {group: option for group, option in choices.items() if not group.startswith("hydra")}
 
 
 def sweep_group() -> str | None:
