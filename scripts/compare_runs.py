@@ -133,13 +133,14 @@ def column_name(key: str) -> str:
 
 
 def table(runs: list[dict], keys: list[str], metrics: list[str], best_of: str) -> list[list[str]]:
-    """Header and one row per run: name, group, commit, config keys, final metrics, best of `best_of`."""
-    header = ["run", "group", "commit", *map(column_name, keys), *metrics, f"best {best_of}"]
+    """Header and one row per run: name, group, commit, config keys, final metrics, best of `best_of` (if a curve)."""
+    has_curve = any(len(run["history"].get(best_of, [])) > 1 for run in runs)  # test/acc: one value, no best
+    header = ["run", "group", "commit", *map(column_name, keys), *metrics] + [f"best {best_of}"] * has_curve
     rows = [header]
     for run in runs:
         cells = [run["name"], str(run["group"] or ""), run["commit"]]
         cells += [str(run["config"].get(k, "")) for k in keys]
-        values = [final(run["history"], m) for m in metrics] + [best(run["history"], best_of)]
+        values = [final(run["history"], m) for m in metrics] + [best(run["history"], best_of)] * has_curve
         cells += ["" if v is None else f"{v:.4f}" for v in values]
         rows.append(cells)
     return rows
