@@ -89,14 +89,16 @@ def _run(name: str, config: dict, history: History, tags: list[str]) -> dict[str
             "group": config.get("group"), "tags": list(tags)}  # fmt: skip
 
 
-def load_wandb_runs(
-    path: str, group: str | None, tags: list[str], metrics: list[str], api: Any = None
-) -> list[dict[str, Any]]:
-    """The runs of W&B project `path` ("entity/project") in `group` with all `tags`, from the W&B API."""
-    if api is None:
-        import wandb
+def wandb_api() -> Any:
+    """W&B's public API client (needs the network and `wandb login` or WANDB_API_KEY)."""
+    import wandb
 
-        api = wandb.Api()
+    return wandb.Api()
+
+
+def load_wandb_runs(path: str, group: str | None, tags: list[str], metrics: list[str]) -> list[dict[str, Any]]:
+    """The runs of W&B project `path` ("entity/project") in `group` with all `tags`, from the W&B API."""
+    api = wandb_api()
     filters: dict[str, Any] = {}
     if group:
         filters["group"] = group
