@@ -170,3 +170,13 @@ def test_wandb_run_is_named_and_records_parameters_and_hardware(make_cfg, tmp_pa
     hardware = config["hardware"]
     assert (hardware["accelerator"], hardware["devices"], hardware["precision"]) == ("cpu", 1, "32-true")
     assert hardware["device_name"] and config["choices"]["model"] == "rnn"
+
+
+def test_log_model_records_the_checkpoints_as_wandb_artifacts(make_cfg, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_DATA_DIR", str(tmp_path / "staging"))  # W&B stages artifact files here
+    train(make_cfg(*FAST, "logger=wandb", "logger.wandb.log_model=true"))
+    (run_dir,) = (tmp_path / "wandb").glob("offline-run-*")
+    records = [json.loads(line) for line in inspect_wandb_run(run_dir).splitlines() if line.startswith("{")]
+    artifacts = [r["artifact"] for r in records if r.get("type") == "artifact"]
+    assert sorted(sorted(a["aliases"]) for a in artifacts) == [["best", "latest"], ["latest"]]  # best and last.ckpt
+    assert {a["type"] for a in artifacts} == {"model"}  # uploaded by `wandb sync` (or at once when online)
