@@ -58,7 +58,7 @@ def test_test_pictures_are_saved_and_logged_to_wandb(make_cfg, tmp_path):
 
 def test_confusion_matrix_counts_and_misclassified_examples(tmp_path):
     figures = TestFigures(out_dir=str(tmp_path), max_examples=1)
-    module = SimpleNamespace(hparams=SimpleNamespace(num_classes=3), all_gather=lambda t: t)
+    module = SimpleNamespace(hparams=SimpleNamespace(num_classes=3), all_gather=lambda t: t, device="cpu")
     trainer = SimpleNamespace(is_global_zero=True, loggers=[])
     figures.on_test_epoch_start(trainer, module)
     images, labels = torch.randn(4, 1, 8, 8), torch.tensor([0, 1, 2, 2])

@@ -28,7 +28,10 @@ class TestFigures(Callback):
         self.paths: dict[str, Path] = {}
 
     def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.confusion: torch.Tensor | None = None  # (num_classes, num_classes): rows true, columns predicted
+        n = pl_module.hparams.num_classes
+        # (num_classes, num_classes): rows true, columns predicted; made where the predictions are, so that
+        # every process has one to gather, even a process that saw no test batch
+        self.confusion = torch.zeros(n, n, dtype=torch.long, device=pl_module.device)
         self.wrong: list[tuple[np.ndarray, int, int]] = []  # (C, H, W) image, label, prediction
 
     def on_test_batch_end(
@@ -38,9 +41,8 @@ class TestFigures(Callback):
             return
         images, labels = batch  # (B, C, H, W) normalised, (B,)
         preds = outputs["preds"]  # (B,)
-        n = pl_module.hparams.num_classes
-        counts = torch.bincount(labels * n + preds, minlength=n * n).reshape(n, n)
-        self.confusion = counts if self.confusion is None else self.confusion + counts
+        n = self.confusion.shape[0]
+        self.confusion += torch.bincount(labels * n + preds, minlength=n * n).reshape(n, n)
         room = self.max_examples - len(self.wrong)
         if room > 0:
             wrong = (preds != labels).nonzero().flatten()[:room]
@@ -50,12 +52,10 @@ class TestFigures(Callback):
                 self.wrong.append((image, label, pred))
 
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.confusion is None:
-            return
         n = self.confusion.shape[0]
         confusion = pl_module.all_gather(self.confusion).reshape(-1, n, n).sum(0).numpy(force=True)
-        if not trainer.is_global_zero:
-            return
+        if not trainer.is_global_zero or not confusion.sum():
+            return  # nothing was predicted: test_step returned no "preds"
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.paths = {
             "test/confusion_matrix": draw_confusion_matrix(confusion, self.out_dir / "confusion_matrix.png"),
