@@ -72,7 +72,7 @@ def test_learning_curve_sweep_trains_on_more_data_and_plots_accuracy_against_it(
         "experiment=learning_curve",
         "logger=csv",
         "trainer=cpu",
-        "trainer.max_epochs=2",
+        "trainer.max_epochs=1",
         f"hydra.sweep.dir={tmp_path}",
     )
     assert done.returncode == 0, done.stderr[-3000:]
