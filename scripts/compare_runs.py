@@ -24,7 +24,7 @@ import yaml
 
 # Keys that differ between any two runs without saying anything about them.
 NOISE = (
-    "paths.", "hydra.", "callbacks.model_checkpoint.dirpath", "callbacks.energy.out_dir",
+    "paths.", "hydra.", "run_name", "callbacks.model_checkpoint.dirpath", "callbacks.energy.out_dir",
     "callbacks.test_figures.out_dir", "logger.", "trainer.default_root_dir", "git.", "params.", "hardware.",
 )  # fmt: skip
 SHOWN = ("group",)  # has its own column
