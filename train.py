@@ -9,7 +9,7 @@ python train.py -m optimizer.lr=1e-3,3e-3,1e-2    # a sweep: one run (and one W&
 import hydra
 from omegaconf import DictConfig
 
-from src.config import load_machine_env, register_schemas
+from src.config import check_train_fraction, load_machine_env, register_schemas
 
 load_machine_env()
 register_schemas()
@@ -17,6 +17,7 @@ register_schemas()
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    check_train_fraction(cfg)
     # Imported here so a config error is reported before torch and Lightning load.
     from src.train import train
 

@@ -1,12 +1,17 @@
-"""Compare finished runs side by side from their folders: what differed, and what each reached.
+"""Compare finished runs side by side: what differed, what each reached, and their learning curves.
 
     python scripts/compare_runs.py                                   # every run under outputs/ and multirun/
-    python scripts/compare_runs.py multirun/2026-11-25_19-02-11 --sort test/acc
-    python scripts/compare_runs.py outputs --group digits_cnn --tag cnn --keys optimizer.lr model.net.dropout
+    python scripts/compare_runs.py multirun/2026-11-25_19-02-11 --metric test/acc --plot curves.png
+    python scripts/compare_runs.py outputs --group digits_cnn --tags cnn --keys optimizer.lr model.net.dropout
+    python scripts/compare_runs.py multirun/<learning curve sweep> --x data.train_fraction --plot lc.png
+    python scripts/compare_runs.py --wandb my-team/dl-template --group 2026-11-25_19-02-11   # online runs
 
-Each run folder holds `config.yaml` (resolved, with the git commit) and `csv/metrics.csv`. The table shows
-the config keys whose values differ between the runs (or `--keys`), the code's commit (`*` when the tree
-was dirty), and each run's last value of every metric asked for. `--csv FILE` writes the table too.
+Local runs are read from their folders (works offline): `config.yaml` (resolved, with the git commit) and
+`csv/metrics.csv`. The table shows the config keys whose values differ between the runs (or `--keys`), the
+code's commit (`*` when the tree was dirty), each run's final value of every metric asked for and the best value
+of `--metric` (highest; lowest for a loss), best run first. `--plot FILE` draws `--metric` against the step for
+every run in one chart; with `--x KEY` it draws the final `--metric` (default test/acc) against that config value
+instead. `--wandb ENTITY/PROJECT` reads the same from the W&B API (filtered by `--group` and `--tags`).
 """
 
 import argparse
@@ -18,9 +23,15 @@ from typing import Any
 import yaml
 
 # Keys that differ between any two runs without saying anything about them.
-NOISE = ("paths.", "hydra.", "callbacks.model_checkpoint.dirpath", "logger.", "trainer.default_root_dir", "git.")
+NOISE = (
+    "paths.", "hydra.", "run_name", "callbacks.model_checkpoint.dirpath", "callbacks.energy.out_dir",
+    "callbacks.test_figures.out_dir", "logger.", "trainer.default_root_dir", "git.", "params.", "hardware.",
+)  # fmt: skip
 SHOWN = ("group",)  # has its own column
-DEFAULT_METRICS = ["val/acc_best", "test/acc", "test/loss"]
+CHOICE = "choices."  # the run record's config-group options: choices.model = rnn
+DEFAULT_METRICS = ["val/acc", "test/acc", "test/loss"]
+
+History = dict[str, list[tuple[float, float]]]  # metric -> [(step, value), ...] in logging order
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -33,45 +44,106 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def last_values(metrics_csv: Path) -> dict[str, float]:
-    """The last logged value of every metric in a Lightning CSVLogger file."""
-    values: dict[str, float] = {}
+def read_history(metrics_csv: Path) -> History:
+    """Every logged value of every metric in a Lightning CSVLogger file, with its step."""
+    history: History = {}
     if not metrics_csv.exists():
-        return values
+        return history
     with open(metrics_csv) as f:
         for row in csv.DictReader(f):
-            values.update({k: float(v) for k, v in row.items() if v not in ("", None) and k not in ("epoch", "step")})
-    return values
+            step = float(row.get("step") or "nan")
+            for key, value in row.items():
+                if value not in ("", None) and key not in ("epoch", "step"):
+                    history.setdefault(key, []).append((step, float(value)))
+    return history
+
+
+def final(history: History, metric: str) -> float | None:
+    values = history.get(metric)
+    return values[-1][1] if values else None
+
+
+def best(history: History, metric: str) -> float | None:
+    """The best value logged: the lowest for a loss, the highest otherwise."""
+    values = [v for _, v in history.get(metric, [])]
+    if not values:
+        return None
+    return min(values) if "loss" in metric else max(values)
 
 
 def find_runs(roots: list[Path]) -> list[Path]:
-    """Folders under `roots` that hold a run's config.yaml."""
-    return sorted({p.parent for root in roots for p in root.rglob("config.yaml") if not p.parent.name.startswith(".")})
+    """Folders under `roots` (run folders or sweep folders) that hold a run's config.yaml."""
+    found = {p.parent for root in roots for p in root.rglob("config.yaml")}
+    return sorted(f for f in found if not any(part.startswith(".") or part == "wandb" for part in f.parts))
 
 
 def load_run(folder: Path) -> dict[str, Any]:
     config = yaml.safe_load((folder / "config.yaml").read_text()) or {}
+    return _run(str(folder), config, read_history(folder / "csv" / "metrics.csv"), config.get("tags") or [])
+
+
+def _run(name: str, config: dict, history: History, tags: list[str]) -> dict[str, Any]:
     git = config.get("git") or {}
     commit = (git.get("commit") or "-")[:8] + ("*" if git.get("dirty") else "")
-    return {"folder": folder, "config": flatten(config), "metrics": last_values(folder / "csv" / "metrics.csv"),
-            "commit": commit, "group": config.get("group"), "tags": config.get("tags") or []}  # fmt: skip
+    return {"name": name, "config": flatten(config), "history": history, "commit": commit,
+            "group": config.get("group"), "tags": list(tags)}  # fmt: skip
+
+
+def wandb_api() -> Any:
+    """W&B's public API client (needs the network and `wandb login` or WANDB_API_KEY)."""
+    import wandb
+
+    return wandb.Api()
+
+
+def load_wandb_runs(path: str, group: str | None, tags: list[str], metrics: list[str]) -> list[dict[str, Any]]:
+    """The runs of W&B project `path` ("entity/project") in `group` with all `tags`, from the W&B API."""
+    api = wandb_api()
+    filters: dict[str, Any] = {}
+    if group:
+        filters["group"] = group
+    if tags:
+        filters["$and"] = [{"tags": {"$in": [tag]}} for tag in tags]
+    runs = []
+    for run in api.runs(path, filters=filters):
+        history: History = {}
+        for metric in metrics:
+            rows = run.scan_history(keys=["_step", metric])
+            history[metric] = [(float(r["_step"]), float(r[metric])) for r in rows if r.get(metric) is not None]
+            if not history[metric] and isinstance(run.summary.get(metric), (int, float)):
+                history[metric] = [(math.nan, float(run.summary[metric]))]
+        config = {**dict(run.config), "group": run.group}
+        runs.append(_run(f"{run.name} ({run.id})", config, history, run.tags))
+    return runs
 
 
 def differing_keys(runs: list[dict]) -> list[str]:
+    """Config keys whose values differ between runs. Where a config group's option differs (`choices.model`:
+    cnn, rnn), that one column stands for all the group's keys (`model.net.*` would differ anyway)."""
     keys = sorted({k for run in runs for k in run["config"]})
-    return [
+    differ = [
         k for k in keys
         if not k.startswith(NOISE) and k not in SHOWN and len({repr(run["config"].get(k)) for run in runs}) > 1
     ]  # fmt: skip
+    swapped = tuple(f"{k.removeprefix(CHOICE)}." for k in differ if k.startswith(CHOICE))
+    return [k for k in differ if not k.startswith(swapped)] if swapped else differ
 
 
-def table(runs: list[dict], keys: list[str], metrics: list[str]) -> list[list[str]]:
-    header = ["run", "group", "commit", *keys, *metrics]
+def column_name(key: str) -> str:
+    """`choices.model` is shown as `model`."""
+    return key.removeprefix(CHOICE)
+
+
+def table(runs: list[dict], keys: list[str], metrics: list[str], best_of: str) -> list[list[str]]:
+    """Header and one row per run: name, group, commit, config keys, final metrics, best of `best_of` (if a curve)."""
+    has_curve = any(len(run["history"].get(best_of, [])) > 1 for run in runs)  # test/acc: one value, no best
+    header = ["run", "group", "commit", *map(column_name, keys), *metrics] + [f"best {best_of}"] * has_curve
     rows = [header]
     for run in runs:
-        cells = [str(run["folder"]), str(run["group"] or ""), run["commit"]]
+        cells = [run["name"], str(run["group"] or ""), run["commit"]]
         cells += [str(run["config"].get(k, "")) for k in keys]
-        cells += [f"{run['metrics'][m]:.4f}" if m in run["metrics"] else "" for m in metrics]
+        values = [final(run["history"], m) for m in metrics] + [best(run["history"], best_of)] * has_curve
+        cells += ["" if v is None else f"{v:.4f}" for v in values]
         rows.append(cells)
     return rows
 
@@ -84,29 +156,111 @@ def print_table(rows: list[list[str]]) -> None:
             print("  ".join("-" * w for w in widths))
 
 
-def main(argv: list[str] | None = None) -> list[list[str]]:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("roots", nargs="*", type=Path, default=[Path("outputs"), Path("multirun")])
-    p.add_argument("--group", help="only runs of this W&B group")
-    p.add_argument("--tag", action="append", default=[], help="only runs with this tag (repeatable)")
-    p.add_argument("--keys", nargs="+", help="config keys to show (default: those that differ)")
-    p.add_argument("--metrics", nargs="+", default=DEFAULT_METRICS)
-    p.add_argument("--sort", help="sort by this metric, best (highest; lowest for a loss) first")
-    p.add_argument("--csv", type=Path, help="also write the table to this CSV file")
-    args = p.parse_args(argv)
+def sort_key(metric: str, value_of: Any) -> Any:
+    """Best first (highest; lowest for a loss); runs without the metric last."""
+    sign = 1 if "loss" in metric else -1
 
-    runs = [load_run(folder) for folder in find_runs([r for r in args.roots if r.exists()])]
-    runs = [r for r in runs if (args.group is None or r["group"] == args.group) and set(args.tag) <= set(r["tags"])]
+    def key(run: dict) -> tuple[bool, float]:
+        value = value_of(run["history"], metric)
+        return value is None, sign * (value if value is not None else 0.0)
+
+    return key
+
+
+def plot_curves(runs: list[dict], metric: str, labels: list[str], path: Path) -> Path:
+    """`metric` against the step, one line per run, in one chart."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    ax = fig.subplots()
+    for run, label in zip(runs, labels, strict=True):
+        points = run["history"].get(metric, [])
+        if points:
+            steps, values = zip(*points, strict=True)
+            ax.plot(steps, values, marker="o", markersize=3, label=label)
+    ax.set(xlabel="step", ylabel=metric, title=f"{metric} of {len(runs)} runs")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def plot_against(runs: list[dict], key: str, metric: str, path: Path) -> Path:
+    """Final `metric` against config value `key` (e.g. test/acc against data.train_fraction), mean of repeats."""
+    from matplotlib.figure import Figure
+
+    by_x: dict[float, list[float]] = {}
+    for run in runs:
+        x, y = run["config"].get(key), final(run["history"], metric)
+        if x is not None and y is not None:
+            by_x.setdefault(float(x), []).append(y)
+    if not by_x:
+        raise SystemExit(f"No run has both config key {key!r} and metric {metric!r}")
+    xs = sorted(by_x)
+    fig = Figure(figsize=(6, 4), layout="constrained")
+    ax = fig.subplots()
+    ax.plot(xs, [sum(by_x[x]) / len(by_x[x]) for x in xs], marker="o")
+    for x in xs:
+        ax.scatter([x] * len(by_x[x]), by_x[x], color="grey", s=10)
+    ax.set(xlabel=key, ylabel=metric, title=f"{metric} against {key} ({len(runs)} runs)")
+    ax.grid(alpha=0.3)
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("roots", nargs="*", type=Path, help="run folders or sweep folders (default: outputs multirun)")
+    p.add_argument("--group", help="only runs of this group (W&B group; a sweep's folder name by default)")
+    p.add_argument("--tags", "--tag", nargs="+", action="extend", default=[], help="only runs with all these tags")
+    p.add_argument("--keys", nargs="+", help="config keys to show (default: those that differ)")
+    p.add_argument("--metrics", nargs="+", help=f"final values to show (default: {' '.join(DEFAULT_METRICS)})")
+    p.add_argument("--metric", "--sort", help="sort by (best first), show the best of, and plot this metric "
+                   "(default: val/acc; test/acc with --x)")  # fmt: skip
+    p.add_argument("--plot", type=Path, help="write a chart to this PNG file")
+    p.add_argument("--x", help="with --plot: the final --metric against this config key (e.g. data.train_fraction)")
+    p.add_argument("--csv", type=Path, help="also write the table to this CSV file")
+    p.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read runs from the W&B API instead of folders")
+    args = p.parse_args(argv)
+    args.metric = args.metric or ("test/acc" if args.x else "val/acc")
+    args.metrics = args.metrics or list(dict.fromkeys([*DEFAULT_METRICS, args.metric]))
+    if args.x and not args.plot:
+        args.plot = Path(f"{args.metric.replace('/', '_')}_vs_{args.x}.png")
+    return args
+
+
+def load_runs(args: argparse.Namespace) -> list[dict]:
+    if args.wandb:
+        runs = load_wandb_runs(args.wandb, args.group, args.tags, [*args.metrics, args.metric])
+    else:
+        roots = args.roots or [Path("outputs"), Path("multirun")]
+        runs = [load_run(folder) for folder in find_runs([r for r in roots if r.exists()])]
+    runs = [r for r in runs if (args.group is None or r["group"] == args.group) and set(args.tags) <= set(r["tags"])]
     if not runs:
-        raise SystemExit(f"No runs (folders with config.yaml) under {[str(r) for r in args.roots]} match")
-    if args.sort:
-        sign = 1 if "loss" in args.sort else -1
-        runs.sort(key=lambda r: (args.sort not in r["metrics"], sign * r["metrics"].get(args.sort, math.nan)))
-    rows = table(runs, args.keys or differing_keys(runs), args.metrics)
+        raise SystemExit(f"No runs match in {args.wandb or [str(r) for r in args.roots or ['outputs', 'multirun']]}")
+    return runs
+
+
+def main(argv: list[str] | None = None) -> list[list[str]]:
+    args = parse_args(argv)
+    runs = load_runs(args)
+    keys = args.keys or differing_keys(runs)
+    if args.x:
+        runs.sort(key=lambda r: (r["config"].get(args.x) is None, r["config"].get(args.x) or 0))
+    else:
+        runs.sort(key=sort_key(args.metric, best))
+    rows = table(runs, keys, args.metrics, args.metric)
     print_table(rows)
     if args.csv:
         with open(args.csv, "w", newline="") as f:
             csv.writer(f).writerows(rows)
+    if args.plot:
+        if args.x:
+            plot_against(runs, args.x, args.metric, args.plot)
+        else:
+            labels = [" ".join(f"{column_name(k)}={r['config'].get(k)}" for k in keys)[:60] or r["name"] for r in runs]
+            plot_curves(runs, args.metric, labels, args.plot)
+        print(f"Chart written to {args.plot}")
     return rows
 
 

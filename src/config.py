@@ -13,7 +13,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,6 +71,14 @@ def load_machine_env(path: Path = ROOT / ".env") -> None:
 def register_schemas() -> None:
     """Make `trainer/schema` available to the trainer configs' defaults lists."""
     ConfigStore.instance().store(group="trainer", name="schema", node=TrainerConf)
+
+
+def check_train_fraction(cfg: DictConfig) -> None:
+    """`data.train_fraction` must be a number in (0, 1]: checked in the entry point, before torch is imported."""
+    fraction = OmegaConf.select(cfg, "data.train_fraction")
+    valid = isinstance(fraction, (int, float)) and not isinstance(fraction, bool) and 0 < fraction <= 1
+    if fraction is not None and not valid:
+        raise ValueError(f"data.train_fraction={fraction!r} is not valid: use a number in (0, 1], e.g. 0.25")
 
 
 def compose_config(

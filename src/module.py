@@ -48,7 +48,9 @@ class ClassificationModule(pl.LightningModule):
         # Training accuracy is two running counts (a metric object's update costs ~40 us a step on a CPU,
         # a tenth of a small model's step); validation and test use torchmetrics, synchronised across ranks.
         self.register_buffer("train_correct", torch.zeros((), dtype=torch.long), persistent=False)
+        self.register_buffer("train_loss_sum", torch.zeros(()), persistent=False)  # for the epoch's mean loss
         self.train_seen = 0
+        self.val_epoch = -1  # the last epoch validated (not the sanity check): the gap needs this epoch's val
         # validate_args=False: the input checks cost more than the update itself on small batches.
         self.val_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
         self.test_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
@@ -95,6 +97,7 @@ class ClassificationModule(pl.LightningModule):
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss, logits, y = self._shared_step(batch)
         self.train_correct += (logits.detach().argmax(dim=1) == y).sum()
+        self.train_loss_sum += loss.detach() * y.numel()
         self.train_seen += y.numel()
         # Loggers only write every `trainer.log_every_n_steps`: logging on the other steps is pure overhead.
         every = self.trainer.log_every_n_steps
@@ -104,10 +107,27 @@ class ClassificationModule(pl.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         if self.train_seen:
-            # every rank sees as many samples, so the mean over ranks is the overall accuracy
-            self.log("train/acc", self.train_correct / self.train_seen, sync_dist=True)
+            # every rank sees as many samples, so the mean over ranks is the overall accuracy (and loss)
+            reduce = self.trainer.strategy.reduce
+            train_acc = reduce(self.train_correct / self.train_seen, reduce_op="mean")
+            train_loss = reduce(self.train_loss_sum / self.train_seen, reduce_op="mean")
+            self.log("train/acc", train_acc)
+            self.log("train/loss_epoch", train_loss)
+            self._log_generalisation_gap(train_acc, train_loss)
         self.train_correct.zero_()
+        self.train_loss_sum.zero_()
         self.train_seen = 0
+
+    def _log_generalisation_gap(self, train_acc: torch.Tensor, train_loss: torch.Tensor) -> None:
+        """`gap/acc` = train/acc - val/acc and `gap/loss` = val/loss - train loss: both grow as the model overfits.
+
+        The training figures are the epoch's running ones (dropout on, weights moving), as usual.
+        """
+        val = self.trainer.callback_metrics
+        if self.val_epoch != self.current_epoch or "val/acc" not in val:
+            return  # no validation this epoch (check_val_every_n_epoch > 1)
+        self.log("gap/acc", float(train_acc) - float(val["val/acc"]))  # once an epoch: the sync is cheap
+        self.log("gap/loss", float(val["val/loss"]) - float(train_loss))
 
     def on_train_start(self) -> None:
         # The sanity-check validation ran on an untrained net; its accuracy is not a best.
@@ -123,15 +143,18 @@ class ClassificationModule(pl.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         acc = self.val_acc.compute()  # synchronised across ranks by torchmetrics
+        if not self.trainer.sanity_checking:
+            self.val_epoch = self.current_epoch
         self.val_acc_best(acc)
         self.log("val/acc", acc, prog_bar=True)
         self.log("val/acc_best", self.val_acc_best.compute())
 
-    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
         loss, logits, y = self._shared_step(batch)
         self.test_acc(logits, y)
         self.log("test/loss", loss, on_epoch=True, sync_dist=True)
         self.log("test/acc", self.test_acc, on_epoch=True)
+        return {"preds": logits.argmax(dim=1)}  # (B,): for callbacks (confusion matrix, misclassified images)
 
     def predict_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
         """Predicted class and softmax confidence of each image (and its label when the batch has one)."""

@@ -8,13 +8,15 @@ import lightning.pytorch as pl
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import Logger
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from src.callbacks.energy import energy_summary
 from src.callbacks.run_config import RunConfigInCheckpoint
 from src.utils.console import tidy_console
 from src.utils.instantiate import instantiate_callbacks, instantiate_loggers, instantiate_trainer
 from src.utils.multirun import isolated_job
-from src.utils.run_record import run_config, save_run_config
+from src.utils.run_record import describe_run, run_config, save_run_config, set_default_group
+from src.utils.secrets import redact_hydra_records, secret_values
 from src.utils.tracking import finish_tracking
 
 log = logging.getLogger(__name__)
@@ -43,8 +45,9 @@ def build(cfg: DictConfig, **trainer_overrides: Any) -> Run:
     """Seed, record the config, and instantiate data, model, loggers, callbacks and Trainer."""
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
-    record = run_config(cfg)
-    save_run_config(record, cfg.paths.output_dir)
+    set_default_group(cfg)
+    record = run_config(cfg)  # credentials redacted
+    redact_hydra_records(cfg.paths.output_dir, secret_values(OmegaConf.to_container(cfg, resolve=True)))
 
     datamodule: pl.LightningDataModule = instantiate(cfg.data)
     module: pl.LightningModule = instantiate(cfg.model, optimizer=cfg.optimizer, scheduler=cfg.get("scheduler"))
@@ -53,6 +56,8 @@ def build(cfg: DictConfig, **trainer_overrides: Any) -> Run:
     callbacks.append(RunConfigInCheckpoint(record))
     callbacks += trainer_overrides.pop("callbacks", [])
     trainer = instantiate_trainer(cfg.trainer, callbacks=callbacks, logger=loggers or False, **trainer_overrides)
+    record.update(describe_run(module, trainer))
+    save_run_config(record, cfg.paths.output_dir)
     for logger in loggers:
         logger.log_hyperparams(record)
     return Run(datamodule, module, trainer, loggers)
@@ -83,6 +88,8 @@ def _fit_and_test(run: Run, cfg: DictConfig) -> dict[str, float]:
     metrics = {**fit_metrics, **{k: float(v) for k, v in trainer.callback_metrics.items()}}
     if trainer.is_global_zero:
         log.info("Final metrics: %s", _format(metrics))
+        if cost := energy_summary(trainer):
+            log.info("Cost: %s", cost)
         log.info("Run directory: %s", cfg.paths.output_dir)
     return metrics
 

@@ -1,13 +1,17 @@
-"""Progress output picks its form from the terminal; throughput is timed after the warm-up."""
+"""Progress output picks its form from the terminal; throughput is timed after the warm-up; test pictures."""
 
 import io
+from types import SimpleNamespace
 
+import torch
 from lightning.pytorch.callbacks import RichProgressBar
 
 from src.callbacks.progress import LineProgress, auto_progress_bar
+from src.callbacks.test_figures import TestFigures
 from src.callbacks.throughput import ThroughputMonitor
 from src.train import build, train
 from tests.conftest import FAST
+from tests.test_train import wandb_summary
 
 
 class Terminal(io.StringIO):
@@ -38,3 +42,29 @@ def test_throughput_monitor_times_steps_after_the_warm_up_within_epochs(make_cfg
     assert monitor.steps == 12 + 16 + 16
     assert monitor.samples == (11 * 64 + 53) + 2 * (15 * 64 + 53)
     assert len(monitor.step_rates) == monitor.steps and monitor.median_samples_per_s > 0
+
+
+def test_test_pictures_are_saved_and_logged_to_wandb(make_cfg, tmp_path):
+    train(make_cfg(*FAST, "logger=default"))
+    for name in ("confusion_matrix.png", "misclassified.png"):
+        assert (tmp_path / name).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    (run_dir,) = (tmp_path / "wandb").glob("offline-run-*")
+    summary = wandb_summary(run_dir)["summary"]
+    for key in ("test/confusion_matrix", "test/misclassified"):
+        assert summary[key]["_type"] == "images/separated" and summary[key]["format"] == "png"
+        (filename,) = summary[key]["filenames"]
+        assert (run_dir / "files" / filename).read_bytes().startswith(b"\x89PNG")
+
+
+def test_confusion_matrix_counts_and_misclassified_examples(tmp_path):
+    figures = TestFigures(out_dir=str(tmp_path), max_examples=1)
+    module = SimpleNamespace(hparams=SimpleNamespace(num_classes=3), all_gather=lambda t: t, device="cpu")
+    trainer = SimpleNamespace(is_global_zero=True, loggers=[])
+    figures.on_test_epoch_start(trainer, module)
+    images, labels = torch.randn(4, 1, 8, 8), torch.tensor([0, 1, 2, 2])
+    figures.on_test_batch_end(trainer, module, {"preds": torch.tensor([0, 2, 2, 1])}, (images, labels), 0)
+    figures.on_test_batch_end(trainer, module, {"preds": torch.tensor([0, 1])}, (images[:2], labels[:2]), 1)
+    figures.on_test_epoch_end(trainer, module)
+    assert figures.confusion.tolist() == [[2, 0, 0], [0, 1, 1], [0, 1, 1]]  # rows: true class
+    assert [(label, pred) for _, label, pred in figures.wrong] == [(1, 2)]  # max_examples=1
+    assert (tmp_path / "confusion_matrix.png").exists() and (tmp_path / "misclassified.png").exists()

@@ -41,6 +41,24 @@ def test_digits_split_is_fixed_stratified_and_disjoint():
     assert torch.equal(again.splits["test"][1], dm.splits["test"][1])
 
 
+def test_train_fraction_keeps_a_stratified_nested_share_of_training_only():
+    full = DigitsDataModule(**DIGITS)
+    full.setup()
+    kept = {}
+    for fraction in (0.1, 0.5):
+        dm = DigitsDataModule(train_fraction=fraction, **DIGITS)
+        dm.setup()
+        images, labels = dm.splits["train"]
+        expected = torch.bincount(full.splits["train"][1], minlength=10) * fraction
+        assert (torch.bincount(labels, minlength=10) - expected).abs().max() <= 0.5  # per class, rounded
+        assert torch.equal(dm.splits["test"][1], full.splits["test"][1]) and len(dm.splits["val"][1]) == 360
+        kept[fraction] = {x.numpy().tobytes() for x in images}
+    assert kept[0.1] < kept[0.5]  # the smaller share is inside the larger one
+    for bad in (0, 1.5, -0.2):
+        with pytest.raises(ValueError, match=rf"data.train_fraction={bad} is not valid: use a number in \(0, 1\]"):
+            DigitsDataModule(train_fraction=bad, **DIGITS)
+
+
 def test_digits_batches_are_normalised():
     dm = DigitsDataModule(batch_size=2000, **DIGITS)
     dm.setup()

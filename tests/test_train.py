@@ -132,3 +132,51 @@ def test_resume_from_last_checkpoint_continues_training(tmp_path, scheduler):
     assert epochs == {2}  # only the third epoch was trained again
     assert metrics["val/acc"] > 0.9
     assert (first / "checkpoints" / "last.ckpt").exists()
+
+
+def test_generalisation_gap_is_logged_every_epoch(make_cfg, tmp_path):
+    train(make_cfg(*FAST))
+    by_epoch: dict[int, dict[str, float]] = {}
+    with open(tmp_path / "csv" / "metrics.csv") as f:
+        for row in csv.DictReader(f):
+            if row["epoch"]:
+                by_epoch.setdefault(int(row["epoch"]), {}).update({k: float(v) for k, v in row.items() if v})
+    epochs = [by_epoch[e] for e in range(3)]
+    for m in epochs:  # train/acc - val/acc, and val/loss - the epoch's mean training loss
+        assert m["gap/acc"] == pytest.approx(m["train/acc"] - m["val/acc"], abs=1e-6)
+        assert m["gap/loss"] == pytest.approx(m["val/loss"] - m["train/loss_epoch"], abs=1e-6)
+    assert epochs[-1]["train/loss_epoch"] < epochs[0]["train/loss_epoch"]
+
+
+def test_early_stopping_watches_val_loss(make_cfg, tmp_path):
+    # min_delta larger than any loss: no epoch after the first counts as better, so patience 1 stops at epoch 2
+    cfg = make_cfg(*FAST, "callbacks=early_stopping", "trainer.max_epochs=6", "callbacks.early_stopping.patience=1",
+                   "callbacks.early_stopping.min_delta=100")  # fmt: skip
+    assert cfg.callbacks.early_stopping.monitor == "val/loss" and cfg.callbacks.early_stopping.mode == "min"
+    train(cfg)
+    with open(tmp_path / "csv" / "metrics.csv") as f:
+        epochs = {int(row["epoch"]) for row in csv.DictReader(f) if row["val/loss"]}
+    assert epochs == {0, 1}
+
+
+def test_wandb_run_is_named_and_records_parameters_and_hardware(make_cfg, tmp_path):
+    train(make_cfg(*FAST, "logger=wandb", "model=rnn"))
+    (run_dir,) = (tmp_path / "wandb").glob("offline-run-*")
+    config, run = wandb_summary(run_dir)["config"], wandb_run_record(run_dir)
+    assert run["display_name"] == f"rnn-digits-{run['run_id']}"
+    # LSTM over 8-pixel rows, 128 units: 4 gates x 128 x (8 + 128 + 2 biases); then a 128 -> 10 classifier
+    total = 4 * 128 * (8 + 128 + 2) + 128 * 10 + 10
+    assert config["params"] == {"total": total, "trainable": total}
+    hardware = config["hardware"]
+    assert (hardware["accelerator"], hardware["devices"], hardware["precision"]) == ("cpu", 1, "32-true")
+    assert hardware["device_name"] and config["choices"]["model"] == "rnn"
+
+
+def test_log_model_records_the_checkpoints_as_wandb_artifacts(make_cfg, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_DATA_DIR", str(tmp_path / "staging"))  # W&B stages artifact files here
+    train(make_cfg(*FAST, "logger=wandb", "logger.wandb.log_model=true"))
+    (run_dir,) = (tmp_path / "wandb").glob("offline-run-*")
+    records = [json.loads(line) for line in inspect_wandb_run(run_dir).splitlines() if line.startswith("{")]
+    artifacts = [r["artifact"] for r in records if r.get("type") == "artifact"]
+    assert sorted(sorted(a["aliases"]) for a in artifacts) == [["best", "latest"], ["latest"]]  # best and last.ckpt
+    assert {a["type"] for a in artifacts} == {"model"}  # uploaded by `wandb sync` (or at once when online)

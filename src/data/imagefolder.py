@@ -9,7 +9,7 @@ from torchvision import transforms
 from torchvision.datasets import ImageFolder
 
 from src.data.device_batches import DeviceBatches
-from src.data.tensor_data import Split, TensorDataModule, hold_out
+from src.data.tensor_data import Split, TensorDataModule, hold_out, stratified_fraction
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +94,13 @@ class ImageFolderDataModule(TensorDataModule):
             super().setup(stage)
         elif not self.datasets:
             self.datasets = self._file_datasets()
+            if self.train_fraction < 1:
+                self.datasets["train"] = self._fraction_of(self.datasets["train"])
+
+    def _fraction_of(self, train: ImageFolder | Subset) -> Subset:
+        """A stratified `train_fraction` of the training files (the in-memory path subsamples the tensors)."""
+        targets = [train.dataset.targets[i] for i in train.indices] if isinstance(train, Subset) else train.targets
+        return Subset(train, stratified_fraction(torch.as_tensor(targets), self.train_fraction).tolist())
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader | DeviceBatches:
         if self.in_memory:

@@ -40,6 +40,21 @@ def keep_batch(batch: Split) -> Split:
     return batch
 
 
+def stratified_fraction(labels: torch.Tensor, fraction: float, seed: int = 0) -> torch.Tensor:
+    """Sorted indices of `fraction` of each class (at least one image per class), the same for every run.
+
+    Each class is shuffled once with `seed` and its first images kept, so a smaller fraction's subset
+    is inside every larger one's: a learning curve measures more data, not different data.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    kept = []
+    for label in labels.unique():
+        members = (labels == label).nonzero().flatten()  # (n_class,)
+        order = members[torch.randperm(len(members), generator=generator)]
+        kept.append(order[: max(1, round(fraction * len(members)))])
+    return torch.cat(kept).sort().values
+
+
 def hold_out(n: int, num_held: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Indices (kept, held out) of a seeded random split of range(n), the same for every run."""
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
@@ -51,6 +66,8 @@ class TensorDataModule(pl.LightningDataModule):
 
     Images are stored raw (uint8 or float, scaled by `max_value`) and normalised after they
     reach the device, where the training-time augmentation also runs, batched.
+
+    `train_fraction` < 1 trains on a stratified share of the training split (validation and test stay whole).
 
     With `on_device=True` the whole data set is copied to the training device once, in `setup`, and
     batches are sliced there (`DeviceBatches`): no workers and no host-to-device copy per step.
@@ -72,8 +89,12 @@ class TensorDataModule(pl.LightningDataModule):
         crop_padding: int = 0,
         flip: bool = False,
         on_device: bool = False,
+        train_fraction: float = 1.0,
     ) -> None:
         super().__init__()
+        if not 0 < train_fraction <= 1:
+            raise ValueError(f"data.train_fraction={train_fraction} is not valid: use a number in (0, 1], e.g. 0.25")
+        self.train_fraction = train_fraction
         self.num_classes = num_classes
         self.dims = (in_channels, image_size, image_size)
         self.batch_size = batch_size
@@ -97,6 +118,10 @@ class TensorDataModule(pl.LightningDataModule):
         if self.splits:
             return
         splits = self.load_splits()
+        if self.train_fraction < 1:
+            images, labels = splits["train"]
+            kept = stratified_fraction(labels, self.train_fraction)
+            splits["train"] = (images[kept], labels[kept])
         for name, (images, labels) in splits.items():
             self._check_split(name, images, labels)
         self.splits = splits

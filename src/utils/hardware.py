@@ -1,6 +1,7 @@
 """Process-wide speed settings that depend on the hardware the Trainer picked."""
 
 import os
+import platform
 
 import lightning.pytorch as pl
 import torch
@@ -41,3 +42,26 @@ def configure_speed(trainer: pl.Trainer) -> None:
     # fork-based strategies need the guard; everywhere else the cached CUDA runtime answer is safe.
     if getattr(trainer.strategy, "_start_method", None) != "fork":
         os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)
+
+
+def device_name(device: torch.device) -> str:
+    """`NVIDIA H100 80GB HBM3` for a GPU, the CPU's model name (from /proc/cpuinfo on Linux) otherwise."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+    except OSError:
+        names = []
+    return names[0] if names else platform.processor() or platform.machine()
+
+
+def describe_hardware(trainer: pl.Trainer) -> dict[str, object]:
+    """What a run ran on: accelerator, device name, device count (all nodes) and precision."""
+    device = trainer.strategy.root_device
+    return {
+        "accelerator": device.type,
+        "device_name": device_name(device),
+        "devices": trainer.num_devices * trainer.num_nodes,
+        "precision": str(trainer.precision),
+    }

@@ -11,6 +11,9 @@ from urllib.parse import urlparse
 
 from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
+from wandb.sdk.lib.runid import generate_id
+
+from src.utils.secrets import argv_redacted, secret_values
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +42,26 @@ def resolve_mode(mode: str) -> str:
     return "online" if has_wandb_credentials() else "offline"
 
 
-def wandb_logger(mode: str = "auto", save_dir: str = ".", **kwargs) -> WandbLogger:
-    """A WandbLogger whose run is online or offline as `resolve_mode` decides; kwargs go to `wandb.init`."""
+def wandb_logger(mode: str = "auto", save_dir: str = ".", name: str | None = None, **kwargs) -> WandbLogger:
+    """A WandbLogger whose run is online or offline as `resolve_mode` decides; kwargs go to `wandb.init`.
+
+    The run is named `<name>-<run id>` (e.g. `cnn-digits-1a2b3c4d`: readable, and unique within a group).
+    """
     Path(save_dir).mkdir(parents=True, exist_ok=True)
-    return WandbLogger(save_dir=save_dir, mode=resolve_mode(mode), **kwargs)
+    run_id = kwargs.pop("id", None) or generate_id()
+    name = f"{name}-{run_id}" if name else None
+    return RedactingWandbLogger(save_dir=save_dir, mode=resolve_mode(mode), name=name, id=run_id, **kwargs)
+
+
+class RedactingWandbLogger(WandbLogger):
+    """A WandbLogger whose run starts with credentials on the command line redacted (W&B records `sys.argv`)."""
+
+    @property
+    def experiment(self):  # wandb's Run, or Lightning's stand-in on ranks other than 0
+        if self._experiment is not None:
+            return self._experiment
+        with argv_redacted(secret_values()):
+            return super().experiment
 
 
 @rank_zero_only
