@@ -38,12 +38,18 @@ def make_cfg(tmp_path):
 
 
 def run_script(
-    script: str, *overrides: str, cwd: Path = ROOT, timeout: float = 300, env: dict[str, str] | None = None
+    script: str,
+    *overrides: str,
+    cwd: Path = ROOT,
+    repo: Path = ROOT,
+    timeout: float = 300,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess:
-    """Run `python <script> <overrides>` as a user would, one torch thread, W&B offline (`env`: more variables)."""
+    """Run `python <repo>/<script> <overrides>` in `cwd` as a user would, one torch thread, W&B offline
+    (`env`: more variables)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline", "HYDRA_FULL_ERROR": "0", **(env or {})}
     return subprocess.run(
-        [sys.executable, str(cwd / script), *overrides],
+        [sys.executable, str(repo / script), *overrides],
         cwd=cwd,
         env=env,
         capture_output=True,

@@ -25,7 +25,7 @@ CLUSTER_PARTITION=gpu-long
 
 def composed(repo, *overrides: str) -> dict:
     """The job config train.py would run, printed by Hydra (`--cfg job --resolve`), nothing trained."""
-    done = run_script("train.py", "--cfg", "job", "--resolve", *overrides, cwd=repo)
+    done = run_script("train.py", "--cfg", "job", "--resolve", *overrides, cwd=repo, repo=repo)
     assert done.returncode == 0, done.stderr
     return yaml.safe_load(done.stdout)
 
@@ -56,7 +56,7 @@ def test_local_config_and_dot_env_take_effect(repo_copy):
 
 def test_dot_env_sets_the_slurm_partition(repo_copy):
     (repo_copy / ".env").write_text(DOT_ENV)
-    done = run_script("train.py", "--cfg", "all", "--resolve", "hydra/launcher=slurm", cwd=repo_copy)
+    done = run_script("train.py", "--cfg", "all", "--resolve", "hydra/launcher=slurm", cwd=repo_copy, repo=repo_copy)
     assert done.returncode == 0, done.stderr
     assert yaml.safe_load(done.stdout)["hydra"]["launcher"]["partition"] == "gpu-long"
 
