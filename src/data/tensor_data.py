@@ -8,6 +8,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from src.data.augment import random_crop, random_flip
 from src.data.device_batches import DeviceBatches
+from src.data.resumable import ResumableDataLoader, ResumableSampler
 
 Split = tuple[torch.Tensor, torch.Tensor]  # images (N, C, H, W), labels (N,)
 
@@ -83,7 +84,7 @@ class TensorDataModule(pl.LightningDataModule):
         self.crop_padding = crop_padding
         self.flip = flip
         self.on_device = on_device
-        self.shuffle_seed = 0
+        self.shuffle_seed: int | None = None  # drawn once, by `_agreed_shuffle_seed`
         self.mean = torch.tensor(mean).view(1, -1, 1, 1)  # (1, C or 1, 1, 1)
         self.std = torch.tensor(std).view(1, -1, 1, 1)
         self._stats_on: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -114,33 +115,44 @@ class TensorDataModule(pl.LightningDataModule):
             raise ValueError(f"{name} labels reach {int(labels.max())} but num_classes={self.num_classes}")
 
     def _place_on_device(self) -> None:
-        """Copy every split to the device the Trainer chose; agree on one shuffling seed across ranks."""
+        """Copy every split to the device the Trainer chose."""
         trainer = self.trainer
         if trainer is None:
             raise RuntimeError("data.on_device=true needs a Trainer: the device is the Trainer's choice")
         device = trainer.strategy.root_device
         self.splits = {name: (x.to(device), y.to(device)) for name, (x, y) in self.splits.items()}
-        seed = int(torch.randint(0, 2**31 - 1, (1,)).item())  # follows `seed` via seed_everything
-        self.shuffle_seed = trainer.strategy.broadcast(seed)  # rank 0's, so all ranks share a permutation
+
+    def _agreed_shuffle_seed(self) -> int:
+        """The training shuffle's seed: drawn once from torch's RNG (so it follows `seed`), rank 0's on every rank."""
+        if self.shuffle_seed is None:
+            seed = int(torch.randint(0, 2**31 - 1, (1,)).item())
+            self.shuffle_seed = self.trainer.strategy.broadcast(seed) if self.trainer else seed
+        return self.shuffle_seed
 
     def _dataloader(self, dataset: Dataset, shuffle: bool, collate_fn: Callable | None = None) -> DataLoader:
-        """A DataLoader with this module's batch size (training or evaluation), workers and pinning."""
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size if shuffle else self.eval_batch_size,
-            shuffle=shuffle,
-            collate_fn=collate_fn,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.num_workers > 0,
-        )
+        """A DataLoader with this module's batch size (training or evaluation), workers and pinning.
+
+        The training loader shuffles with a seeded, per-epoch sampler and can resume mid-epoch.
+        """
+        common = {
+            "collate_fn": collate_fn,
+            "num_workers": self.num_workers,
+            "pin_memory": self.pin_memory,
+            "persistent_workers": self.num_workers > 0,
+        }
+        if not shuffle:
+            return DataLoader(dataset, batch_size=self.eval_batch_size, **common)
+        rank, world_size = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        sampler = ResumableSampler(dataset, self._agreed_shuffle_seed(), rank, world_size)
+        return ResumableDataLoader(dataset, batch_size=self.batch_size, sampler=sampler, **common)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader | DeviceBatches:
         images, labels = self.splits[split]
         if self.on_device:
             batch_size = self.batch_size if shuffle else self.eval_batch_size
             rank, world_size = self.trainer.global_rank, self.trainer.world_size
-            return DeviceBatches(images, labels, batch_size, shuffle, self.shuffle_seed, rank, world_size)
+            seed = self._agreed_shuffle_seed() if shuffle else 0
+            return DeviceBatches(images, labels, batch_size, shuffle, seed, rank, world_size)
         return self._dataloader(TensorBatchDataset(images, labels), shuffle, collate_fn=keep_batch)
 
     def train_dataloader(self) -> DataLoader | DeviceBatches:

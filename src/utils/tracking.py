@@ -6,6 +6,8 @@ Everything that touches the `wandb` package directly lives here.
 import logging
 import netrc
 import os
+import secrets
+import string
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -39,9 +41,33 @@ def resolve_mode(mode: str) -> str:
     return "online" if has_wandb_credentials() else "offline"
 
 
+RUN_ID_FILE = "wandb_run_id"
+
+
+def run_id(save_dir: str | Path) -> str:
+    """The W&B run id kept in the run folder (`wandb_run_id`), created on first use: a resumed run logs to the
+    same W&B run."""
+    path = Path(save_dir) / RUN_ID_FILE
+    if path.is_file():
+        return path.read_text().strip()
+    new_id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
+    _write_run_id(path, new_id)
+    return new_id
+
+
+@rank_zero_only
+def _write_run_id(path: Path, value: str) -> None:
+    path.write_text(value + "\n")
+
+
 def wandb_logger(mode: str = "auto", save_dir: str = ".", **kwargs) -> WandbLogger:
-    """A WandbLogger whose run is online or offline as `resolve_mode` decides; kwargs go to `wandb.init`."""
+    """A WandbLogger whose run is online or offline as `resolve_mode` decides; kwargs go to `wandb.init`.
+
+    The run id is the run folder's (see `run_id`), with `resume="allow"`: `resume=true` continues the same W&B run.
+    """
     Path(save_dir).mkdir(parents=True, exist_ok=True)
+    kwargs.setdefault("id", run_id(save_dir))
+    kwargs.setdefault("resume", "allow")
     return WandbLogger(save_dir=save_dir, mode=resolve_mode(mode), **kwargs)
 
 
