@@ -1,6 +1,9 @@
-"""A callback the DDP tests add from the command line, to see what every rank ran with."""
+"""Callbacks tests add from the command line (`+callbacks.x._target_=tests.probes....`): to see what every DDP
+rank ran with, and to inject faults (a kill, a signal, a NaN, a failing rank) at a chosen step."""
 
 import json
+import os
+import signal
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -40,3 +43,58 @@ def batch_device(pl_module: pl.LightningModule):
 
 def read_ranks(folder: Path) -> dict[int, dict]:
     return {int(p.stem[4:]): json.loads(p.read_text()) for p in folder.glob("rank*.json")}
+
+
+class KillAt(Callback):
+    """SIGKILLs its own process (no clean-up, like an OOM killer or a lost node) at a chosen point of training.
+
+    `step`: in `on_train_batch_end` once `global_step` reaches it (before that step's checkpoint is written:
+    Lightning runs checkpoint callbacks last). `epoch_start`: when that epoch begins (after the checkpoint of
+    the epoch before it).
+    """
+
+    def __init__(self, step: int | None = None, epoch_start: int | None = None) -> None:
+        self.step, self.epoch_start = step, epoch_start
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        if self.step is not None and trainer.global_step >= self.step:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module) -> None:
+        if self.epoch_start is not None and trainer.current_epoch == self.epoch_start:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+class SignalAt(Callback):
+    """Sends `signum` to its own process during the training step that reaches `step` (a scheduler's SIGTERM)."""
+
+    def __init__(self, step: int, signum: int = signal.SIGTERM) -> None:
+        self.step, self.signum = step, signum
+
+    def on_before_backward(self, trainer: pl.Trainer, pl_module, loss) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), self.signum)
+
+
+class NanAt(Callback):
+    """Poisons the batch of training step `step` with NaN, so that step's loss is NaN."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module, batch, batch_idx: int) -> None:
+        if trainer.global_step == self.step:
+            batch[0].fill_(float("nan"))
+
+
+class RaiseOnRank(Callback):
+    """Raises in one DDP rank at a training step, as a bug or a bad sample on one process would."""
+
+    def __init__(self, rank: int, step: int, kill: bool = False) -> None:
+        self.rank, self.step, self.kill = rank, step, kill
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module, batch, batch_idx: int) -> None:
+        if trainer.global_rank == self.rank and trainer.global_step == self.step:
+            if self.kill:
+                os.kill(os.getpid(), signal.SIGKILL)
+            raise RuntimeError(f"injected failure on rank {self.rank} at step {self.step}")

@@ -1,8 +1,10 @@
 """Batches served straight from tensors that already live on the training device."""
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
+
+from src.data.resumable import Position, next_batch_position
 
 
 class DeviceBatches:
@@ -34,6 +36,7 @@ class DeviceBatches:
         self.epoch = 0  # the epoch the next iteration serves
         self._served = 0  # batches handed out by the current iteration
         self._resume_at = 0  # batches to skip at the next iteration (after `load_state_dict`)
+        self.batches_per_epoch: Callable[[], float] | None = None  # the Trainer's count, set by the DataModule
         self.shard_size = -(-len(labels) // world_size)  # ceil: every rank gets as many samples
 
     def __len__(self) -> int:
@@ -60,9 +63,10 @@ class DeviceBatches:
             self._served += 1
             yield self.images[batch], self.labels[batch]  # (B, C, H, W), (B,): gathered on the device
 
-    def state_dict(self) -> dict[str, int]:
-        # `epoch` was already advanced for the iteration in progress
-        return {"seed": self.seed, "epoch": max(0, self.epoch - 1), "batches_served": self._served}
+    def state_dict(self) -> Position:
+        """Where the next batch comes from (`self.epoch` was already advanced for the iteration in progress)."""
+        return next_batch_position(self.seed, max(0, self.epoch - 1), self._served, self.batches_per_epoch)
 
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        self.seed, self.epoch, self._resume_at = state["seed"], state["epoch"], state["batches_served"]
+    def load_state_dict(self, position: Position) -> None:
+        """Make the next iteration carry on from `position`."""
+        self.seed, self.epoch, self._resume_at = position["seed"], position["epoch"], position["batches_served"]

@@ -1,13 +1,25 @@
 """A training DataLoader that can stop mid-epoch and carry on from the next batch after a restart.
 
-Lightning saves the `state_dict` of every training loader that has one with each checkpoint, and loads it back
-on resume. The shuffle is a function of (seed, epoch), so the state is just the epoch and the batches served.
+The shuffle is a function of (seed, epoch), so a position in the data is the seed, the epoch and the batches
+served. Lightning saves a training loader's `state_dict` with each checkpoint, but applies it only when it builds
+the loader after restoring, and a scheduler sized with `estimated_stepping_batches` builds it before; so the
+DataModule saves and applies the same position too (its own `state_dict` hooks).
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+Position = dict[str, int]  # seed, epoch, batches_served
+
+
+def next_batch_position(seed: int, epoch: int, served: int, batches_per_epoch: Callable[[], float] | None) -> Position:
+    """Where the next training batch comes from: after the epoch's last batch (`limit_train_batches` counts), the
+    start of the next epoch, which is what Lightning trains next on a restart."""
+    if batches_per_epoch is not None and served >= batches_per_epoch():
+        epoch, served = epoch + 1, 0
+    return {"seed": seed, "epoch": epoch, "batches_served": served}
 
 
 class ResumableSampler(DistributedSampler):
@@ -27,19 +39,24 @@ class ResumableSampler(DistributedSampler):
 
 
 class ResumableDataLoader(DataLoader):
-    """A DataLoader over a `ResumableSampler` whose `state_dict` records the epoch and the batches served.
+    """A DataLoader over a `ResumableSampler` whose `state_dict` is its position in the data.
 
-    After `load_state_dict`, the next iteration skips the batches already trained on (by index, without loading
-    them); `len` stays the full epoch, as Lightning counts the skipped batches as done.
+    Give it its own seeded `generator=`: starting an epoch then draws nothing from torch's global RNG, so a
+    resumed run draws the same random numbers as one that never stopped. After `load_state_dict`, the next
+    iteration skips the batches already trained on (by index, without loading them); `len` stays the full
+    epoch, as Lightning counts the skipped batches as done.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._served = 0  # batches handed out in the current epoch
-        self._resume_at = 0  # batches to skip at the next iteration
+        self._skip = 0  # batches to skip at the next iteration
+        self.batches_per_epoch: Callable[[], float] | None = None  # the Trainer's count, set by the DataModule
 
     def __iter__(self) -> Iterator[Any]:
-        skip, self._resume_at = self._resume_at, 0
+        # A generator: the epoch's order is fixed at the first fetch, after Lightning's `set_epoch` (on a restart
+        # Lightning asks for the iterator earlier, and workers would otherwise read the sampler then).
+        skip, self._skip = self._skip, 0
         if isinstance(self.sampler, ResumableSampler):
             self.sampler.start = skip * self.batch_size
         else:  # Lightning swapped the sampler (overfit_batches): nothing to skip by index
@@ -49,12 +66,14 @@ class ResumableDataLoader(DataLoader):
             self._served += 1
             yield batch
 
-    def state_dict(self) -> dict[str, int]:
+    def state_dict(self) -> Position:
+        """Where the next training batch comes from: shuffle seed, epoch, batches served."""
         seed, epoch = int(getattr(self.sampler, "seed", 0)), int(getattr(self.sampler, "epoch", 0))
-        return {"seed": seed, "epoch": epoch, "batches_served": self._served}
+        return next_batch_position(seed, epoch, self._served, self.batches_per_epoch)
 
-    def load_state_dict(self, state: dict[str, int]) -> None:
+    def load_state_dict(self, position: Position) -> None:
+        """Make the next iteration carry on from `position` (as `state_dict()` returned it)."""
         if isinstance(self.sampler, ResumableSampler):
-            self.sampler.seed = state["seed"]
-            self.sampler.set_epoch(state["epoch"])
-        self._resume_at = state["batches_served"]
+            self.sampler.seed = position["seed"]
+            self.sampler.set_epoch(position["epoch"])
+        self._skip = position["batches_served"]

@@ -1,6 +1,7 @@
 """Data sets held as whole tensors, served in slices, normalised and augmented per batch."""
 
 from collections.abc import Callable
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
@@ -85,6 +86,8 @@ class TensorDataModule(pl.LightningDataModule):
         self.flip = flip
         self.on_device = on_device
         self.shuffle_seed: int | None = None  # drawn once, by `_agreed_shuffle_seed`
+        self._train_loader: ResumableDataLoader | DeviceBatches | None = None
+        self._resume_position: dict | None = None  # from a checkpoint, for the next training loader
         self.mean = torch.tensor(mean).view(1, -1, 1, 1)  # (1, C or 1, 1, 1)
         self.std = torch.tensor(std).view(1, -1, 1, 1)
         self._stats_on: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -143,8 +146,10 @@ class TensorDataModule(pl.LightningDataModule):
         if not shuffle:
             return DataLoader(dataset, batch_size=self.eval_batch_size, **common)
         rank, world_size = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
-        sampler = ResumableSampler(dataset, self._agreed_shuffle_seed(), rank, world_size)
-        return ResumableDataLoader(dataset, batch_size=self.batch_size, sampler=sampler, **common)
+        seed = self._agreed_shuffle_seed()
+        sampler = ResumableSampler(dataset, seed, rank, world_size)
+        generator = torch.Generator().manual_seed(seed)  # worker seeds, without drawing from the global RNG
+        return ResumableDataLoader(dataset, batch_size=self.batch_size, sampler=sampler, generator=generator, **common)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader | DeviceBatches:
         images, labels = self.splits[split]
@@ -156,7 +161,21 @@ class TensorDataModule(pl.LightningDataModule):
         return self._dataloader(TensorBatchDataset(images, labels), shuffle, collate_fn=keep_batch)
 
     def train_dataloader(self) -> DataLoader | DeviceBatches:
-        return self._loader("train", shuffle=True)
+        loader = self._loader("train", shuffle=True)
+        if self.trainer is not None:
+            loader.batches_per_epoch = lambda: self.trainer.num_training_batches
+        if self._resume_position is not None:
+            loader.load_state_dict(self._resume_position)
+            self._resume_position = None
+        self._train_loader = loader
+        return loader
+
+    def state_dict(self) -> dict[str, Any]:
+        """Saved in every checkpoint: where the next training batch comes from (see `src.data.resumable`)."""
+        return {"train_position": self._train_loader.state_dict()} if self._train_loader is not None else {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._resume_position = state_dict.get("train_position")
 
     def val_dataloader(self) -> DataLoader | DeviceBatches:
         return self._loader("val", shuffle=False)
