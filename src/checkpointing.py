@@ -106,10 +106,12 @@ def save_checkpoint_file(path: str | Path, data: bytes) -> None:
     write_atomically(checksum_path(path), f"{new}\n".encode())
 
 
-def _unsafe_global(error: Exception) -> str | None:
-    """The pickled global that `torch.load(weights_only=True)` refused, if that is why loading failed."""
-    match = re.search(r"Unsupported (?:global|operand)[^\n]*", str(error))
-    return match.group(0).rstrip(".") if match else None
+def _refused_content(error: Exception) -> str | None:
+    """What `torch.load(weights_only=True)` refused to unpickle (e.g. `GLOBAL posix.system`), if it refused."""
+    if "Weights only load failed" not in str(error):
+        return None
+    found = re.search(r"GLOBAL [\w.]+", str(error))
+    return found.group(0) if found else "a pickled Python object"
 
 
 def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
@@ -134,21 +136,26 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
     try:
         checkpoint = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
-        unsafe = _unsafe_global(error)
-        if unsafe:
-            raise CheckpointError(
-                f"checkpoint {path} refused: it holds pickled Python objects ({unsafe}) that could run code "
-                "when loaded; only tensors and plain containers are loaded"
-            ) from None
-        raise CheckpointError(f"checkpoint {path} is not a readable PyTorch checkpoint ({error})") from None
-    except Exception as error:  # torch's zip reader reports damage as RuntimeError, EOFError, ...
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        refused = _refused_content(error)
+        if refused is None:
+            unreadable = f"checkpoint {path} is not a readable PyTorch checkpoint ({_first_line(error)})"
+            raise CheckpointError(unreadable) from None
         raise CheckpointError(
-            f"checkpoint {path} is not a readable PyTorch checkpoint (truncated or corrupted: {first_line})"
+            f"checkpoint {path} refused: it holds {refused}, which could run code when loaded; "
+            "checkpoints may hold only tensors and plain containers"
+        ) from None
+    except Exception as error:  # torch's zip reader reports damage as RuntimeError, EOFError, ...
+        raise CheckpointError(
+            f"checkpoint {path} is not a readable PyTorch checkpoint (truncated or corrupted: {_first_line(error)})"
         ) from None
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
         raise CheckpointError(f"checkpoint {path} is not a Lightning checkpoint: it has no state_dict")
     return checkpoint
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def check_state_dict_fits(model_state: dict[str, torch.Tensor], loaded: dict[str, Any], source: Any) -> None:
