@@ -1,5 +1,5 @@
-"""Killed runs resume exactly: SIGKILL at an epoch boundary, mid-epoch and at random steps, then `resume=true`,
-ends with the weights and optimizer state of a run that never stopped (CPU, deterministic)."""
+"""Killed runs resume exactly: SIGKILL at an epoch boundary, mid-epoch and at random steps (or a SIGTERM), then
+`resume=true`, ends with the weights and optimizer state of a run that never stopped (CPU, deterministic)."""
 
 import random
 import shutil
@@ -15,7 +15,7 @@ EPOCHS, STEPS_PER_EPOCH = 3, 6
 PLANNED_STEPS = EPOCHS * STEPS_PER_EPOCH
 # Tiny and exact: dropout and batch norm (so the RNG and buffers matter), a checkpoint every 2 steps, so a kill
 # at an odd step also replays one step from the checkpoint before it.
-RUN = [
+BASE = [
     "trainer=cpu",
     "logger=none",
     "trainer.deterministic=true",
@@ -23,9 +23,9 @@ RUN = [
     f"trainer.limit_train_batches={STEPS_PER_EPOCH}",
     "trainer.limit_val_batches=1",
     "trainer.limit_test_batches=1",
-    "callbacks.last_checkpoint.every_n_train_steps=2",
     "callbacks.model_summary=null",
 ]
+RUN = [*BASE, "callbacks.last_checkpoint.every_n_train_steps=2"]
 KILL = "+callbacks.kill._target_=tests.probes.KillAt"
 KILLS = {
     "epoch_boundary": [f"{KILL}", "+callbacks.kill.epoch_start=2"],
@@ -95,3 +95,20 @@ def test_resuming_a_finished_run_trains_nothing(reference_run, tmp_path):
     assert "`max_epochs=3` reached" in resumed.stdout + resumed.stderr
     assert (run_dir / "checkpoints" / "last.ckpt").read_bytes() == before  # not even rewritten
     assert_same_training_state(last_state(run_dir), last_state(reference_run))
+
+
+def test_sigterm_saves_at_the_end_of_the_step_exits_143_and_resumes_exactly(reference_run, tmp_path):
+    # No step checkpoints: the only mid-epoch checkpoint is the one the signal makes.
+    sigterm_at_step_8 = ["callbacks.last_checkpoint=null", "+callbacks.term._target_=tests.probes.SignalAt"]
+    stopped = run_script("train.py", *BASE, *sigterm_at_step_8, "+callbacks.term.step=8", f"hydra.run.dir={tmp_path}")
+    assert stopped.returncode == 143, stopped.stderr[-3000:]
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    assert stopped.stderr.strip().splitlines()[-1] == (
+        f"Error: stopped by signal 15 after saving {last}; resume with resume=true"
+    )
+    assert last_state(tmp_path)["global_step"] == 9  # the step the signal arrived in, finished and saved
+
+    resumed = run_script("train.py", *RUN, "resume=true", f"hydra.run.dir={tmp_path}")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"Restoring states from the checkpoint path at {last}" in resumed.stdout + resumed.stderr
+    assert_same_training_state(last_state(tmp_path), last_state(reference_run))

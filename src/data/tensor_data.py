@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader, Dataset
 from src.data.augment import random_crop, random_flip
 from src.data.device_batches import DeviceBatches
 from src.data.resumable import ResumableDataLoader, ResumableSampler
+from src.errors import DataError
 
 Split = tuple[torch.Tensor, torch.Tensor]  # images (N, C, H, W), labels (N,)
 
@@ -110,12 +111,12 @@ class TensorDataModule(pl.LightningDataModule):
     def _check_split(self, name: str, images: torch.Tensor, labels: torch.Tensor) -> None:
         """Fail early, naming the expected shape, when files do not match the config."""
         if tuple(images.shape[1:]) != self.dims:
-            raise ValueError(
+            raise DataError(
                 f"{type(self).__name__} {name} images have shape {tuple(images.shape[1:])}, "
                 f"config says (in_channels, image_size, image_size) = {self.dims}"
             )
         if labels.numel() and int(labels.max()) >= self.num_classes:
-            raise ValueError(f"{name} labels reach {int(labels.max())} but num_classes={self.num_classes}")
+            raise DataError(f"{name} labels reach {int(labels.max())} but num_classes={self.num_classes}")
 
     def _place_on_device(self) -> None:
         """Copy every split to the device the Trainer chose."""
