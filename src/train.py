@@ -10,12 +10,13 @@ import lightning.pytorch as pl
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import Logger
+from lightning.pytorch.strategies.launchers import _SubprocessScriptLauncher
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
 from src.callbacks.random_state import RandomStateInCheckpoint
 from src.callbacks.run_config import RunConfigInCheckpoint
-from src.errors import CheckpointError, Preempted
+from src.errors import CheckpointError, Preempted, RunError
 from src.utils.console import tidy_console
 from src.utils.instantiate import instantiate_callbacks, instantiate_loggers, instantiate_trainer
 from src.utils.multirun import isolated_job
@@ -103,6 +104,10 @@ def _fit_and_test(run: Run, cfg: DictConfig, ckpt_path: str | None) -> dict[str,
     except SIGTERMException:
         # Lightning's own SIGTERM exit (code 0), outside the training steps the Preemption callback covers.
         raise Preempted(signal.SIGTERM, None) from None
+    except Exception as error:
+        if not isinstance(error, RunError):  # a crash, not a stop every rank takes together
+            stop_launched_ranks(trainer)
+        raise
     finally:
         finish_tracking(loggers)
 
@@ -111,6 +116,14 @@ def _fit_and_test(run: Run, cfg: DictConfig, ckpt_path: str | None) -> dict[str,
         log.info("Final metrics: %s", _format(metrics))
         log.info("Run directory: %s", cfg.paths.output_dir)
     return metrics
+
+
+def stop_launched_ranks(trainer: pl.Trainer) -> None:
+    """Kill the DDP ranks this process started (Lightning does so only on Ctrl-C): a rank stuck outside any
+    collective would otherwise outlive a crashed rank 0 forever."""
+    launcher = trainer.strategy.launcher
+    if isinstance(launcher, _SubprocessScriptLauncher):
+        launcher.kill(signal.SIGKILL)
 
 
 def _format(metrics: dict[str, Any]) -> str:

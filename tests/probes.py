@@ -1,9 +1,11 @@
 """Callbacks tests add from the command line (`+callbacks.x._target_=tests.probes....`): to see what every DDP
 rank ran with, and to inject faults (a kill, a signal, a NaN, a failing rank) at a chosen step."""
 
+import atexit
 import json
 import os
 import signal
+import time
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -87,14 +89,32 @@ class NanAt(Callback):
             batch[0].fill_(float("nan"))
 
 
-class RaiseOnRank(Callback):
-    """Raises in one DDP rank at a training step, as a bug or a bad sample on one process would."""
+class FailRank(Callback):
+    """Makes one DDP rank fail at a training step: `raise` (a bug), `kill` (SIGKILL: OOM killer, lost node) or
+    `hang` (stuck outside any collective). Every rank writes its process id to `<out_dir>/rank<N>.pid`; rank 0,
+    the parent of the other ranks, writes their exit codes (and the time it saw them) to `rank<N>.exit` as it exits.
+    """
 
-    def __init__(self, rank: int, step: int, kill: bool = False) -> None:
-        self.rank, self.step, self.kill = rank, step, kill
+    def __init__(self, rank: int, step: int, out_dir: str, action: str = "raise") -> None:
+        self.rank, self.step, self.action = rank, step, action
+        self.out_dir = Path(out_dir)
+
+    def setup(self, trainer: pl.Trainer, pl_module, stage: str) -> None:
+        (self.out_dir / f"rank{trainer.global_rank}.pid").write_text(str(os.getpid()))
+        if trainer.global_rank == 0 and trainer.strategy.launcher is not None:
+            atexit.register(self._record_child_exits, trainer.strategy.launcher.procs)
+
+    def _record_child_exits(self, procs: list) -> None:
+        for rank, proc in enumerate(procs, start=1):
+            code = proc.wait(timeout=300)
+            record = {"code": code, "time": time.time()}
+            (self.out_dir / f"rank{rank}.exit").write_text(json.dumps(record))
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module, batch, batch_idx: int) -> None:
-        if trainer.global_rank == self.rank and trainer.global_step == self.step:
-            if self.kill:
-                os.kill(os.getpid(), signal.SIGKILL)
-            raise RuntimeError(f"injected failure on rank {self.rank} at step {self.step}")
+        if trainer.global_rank != self.rank or trainer.global_step != self.step:
+            return
+        if self.action == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        if self.action == "hang":
+            time.sleep(3600)
+        raise RuntimeError(f"injected failure on rank {self.rank} at step {self.step}")

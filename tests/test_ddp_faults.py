@@ -1,0 +1,48 @@
+"""DDP on two CPU processes: when one rank raises, is killed or hangs, every rank exits non-zero within the
+collective timeout (`trainer.strategy.timeout_s`) plus 30 seconds."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from src.config import ROOT
+
+TIMEOUT_S = 20
+DDP = [
+    "trainer=ddp",
+    "trainer.accelerator=cpu",
+    "trainer.devices=2",
+    "trainer.sync_batchnorm=false",  # SyncBatchNorm needs GPUs
+    f"trainer.strategy.timeout_s={TIMEOUT_S}",
+    "logger=none",
+    "callbacks.model_summary=null",
+    "trainer.max_epochs=2",
+]
+
+FAIL = {"_target_": "tests.probes.FailRank", "step": 3, "out_dir": "${paths.output_dir}"}
+
+
+@pytest.mark.parametrize("rank,action", [(1, "raise"), (1, "kill"), (0, "kill"), (1, "hang")], ids=lambda v: str(v))
+def test_every_rank_exits_non_zero_within_the_timeout_when_one_fails(tmp_path, rank, action):
+    fail = [f"+callbacks.fail.{key}={value}" for key, value in FAIL.items()]
+    fail += [f"+callbacks.fail.rank={rank}", f"+callbacks.fail.action={action}", f"hydra.run.dir={tmp_path}"]
+    command = [sys.executable, "-m", "tests.reaper", sys.executable, "train.py", *DDP, *fail]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "REAPER_LOG": str(tmp_path / "output.log")}
+    start = time.time()
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT_S + 120)
+    assert done.returncode == 0, done.stderr
+    exits = {int(pid): record for pid, record in json.loads(done.stdout).items()}
+    for r in (0, 1):
+        pid = int((tmp_path / f"rank{r}.pid").read_text())
+        if pid in exits:  # rank 0, or rank 1 once orphaned: the reaper saw it exit
+            code, seconds = exits[pid]["code"], exits[pid]["seconds"]
+        else:  # rank 1 reaped by its parent, rank 0, which wrote down what it saw
+            record = json.loads((tmp_path / f"rank{r}.exit").read_text())
+            code, seconds = record["code"], round(record["time"] - start, 1)
+        print(f"rank {r} ({action} on rank {rank}): exit code {code} after {seconds} s")
+        assert code != 0
+        assert seconds <= TIMEOUT_S + 30  # from the start of the run, start-up included
