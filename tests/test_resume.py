@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from src.train import train
 from tests.conftest import run_script
 
 EPOCHS, STEPS_PER_EPOCH = 3, 6
@@ -112,3 +113,24 @@ def test_sigterm_saves_at_the_end_of_the_step_exits_143_and_resumes_exactly(refe
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"Restoring states from the checkpoint path at {last}" in resumed.stdout + resumed.stderr
     assert_same_training_state(last_state(tmp_path), last_state(reference_run))
+
+
+def test_on_device_data_resumes_mid_epoch_exactly(tmp_path):
+    """`data.on_device=true` serves batches without a DataLoader: its shuffle position resumes as well."""
+    on_device = [*RUN, "data.on_device=true"]
+    reference = run_script("train.py", *on_device, f"hydra.run.dir={tmp_path / 'reference'}")
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    killed = run_script("train.py", *on_device, *KILLS["mid_epoch"], f"hydra.run.dir={tmp_path / 'run'}")
+    assert killed.returncode == -9 and last_state(tmp_path / "run")["global_step"] == 8
+    resumed = run_script("train.py", *on_device, "resume=true", f"hydra.run.dir={tmp_path / 'run'}")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert_same_training_state(last_state(tmp_path / "run"), last_state(tmp_path / "reference"))
+
+
+def test_resume_logs_to_the_same_wandb_run(make_cfg, tmp_path):
+    wandb = ["trainer=cpu", "logger=wandb", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1"]
+    train(make_cfg(*wandb, "trainer.max_epochs=1"))
+    train(make_cfg(*wandb, "trainer.max_epochs=2", "resume=true"))
+    run_id = (tmp_path / "wandb_run_id").read_text().strip()
+    runs = sorted(tmp_path.glob("wandb/offline-run-*"))
+    assert len(runs) == 2 and all(run.name.endswith(f"-{run_id}") for run in runs)  # one W&B run, written twice
