@@ -68,13 +68,14 @@ class KillAt(Callback):
 
 
 class SignalAt(Callback):
-    """Sends `signum` to its own process during the training step that reaches `step` (a scheduler's SIGTERM)."""
+    """Sends `signum` to its own process during the training step that reaches `step` (a scheduler's SIGTERM);
+    under DDP only in rank `rank` when given."""
 
-    def __init__(self, step: int, signum: int = signal.SIGTERM) -> None:
-        self.step, self.signum = step, signum
+    def __init__(self, step: int, signum: int = signal.SIGTERM, rank: int | None = None) -> None:
+        self.step, self.signum, self.rank = step, signum, rank
 
     def on_before_backward(self, trainer: pl.Trainer, pl_module, loss) -> None:
-        if trainer.global_step == self.step:
+        if trainer.global_step == self.step and self.rank in (None, trainer.global_rank):
             os.kill(os.getpid(), self.signum)
 
 

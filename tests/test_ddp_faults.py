@@ -1,5 +1,5 @@
 """DDP on two CPU processes: when one rank raises, is killed or hangs, every rank exits non-zero within the
-collective timeout (`trainer.strategy.timeout_s`) plus 30 seconds."""
+collective timeout (`trainer.strategy.timeout_s`) plus 30 seconds; a SIGTERM to rank 0 stops both at one step."""
 
 import json
 import os
@@ -8,6 +8,7 @@ import sys
 import time
 
 import pytest
+import torch
 
 from src.config import ROOT
 
@@ -46,3 +47,15 @@ def test_every_rank_exits_non_zero_within_the_timeout_when_one_fails(tmp_path, r
         print(f"rank {r} ({action} on rank {rank}): exit code {code} after {seconds} s")
         assert code != 0
         assert seconds <= TIMEOUT_S + 30  # from the start of the run, start-up included
+
+
+def test_sigterm_to_rank_0_stops_every_rank_at_the_same_step_with_a_checkpoint(tmp_path):
+    term = ["+callbacks.term._target_=tests.probes.SignalAt", "+callbacks.term.step=3", "+callbacks.term.rank=0"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline"}
+    command = [sys.executable, "train.py", *DDP, *term, f"hydra.run.dir={tmp_path}"]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT_S + 120)
+    assert done.returncode == 143, done.stderr[-3000:]
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    message = f"Error: stopped by signal 15 after saving {last}; resume with resume=true"
+    assert done.stderr.count(message) == 2  # rank 0 and rank 1 (which rank 0 passed the signal to)
+    assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 4
