@@ -91,6 +91,12 @@ def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _file_digest(path: Path) -> str:
+    """SHA-256 of a file, read in chunks (checkpoints can be larger than the memory to spare)."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
 def save_checkpoint_file(path: str | Path, data: bytes) -> None:
     """Write a checkpoint and its checksum; a kill between any two steps leaves a checkpoint that verifies.
 
@@ -100,7 +106,7 @@ def save_checkpoint_file(path: str | Path, data: bytes) -> None:
     new = _digest(data)
     accepted = [new]
     if path.is_file():
-        accepted.append(_digest(path.read_bytes()))
+        accepted.append(_file_digest(path))
     write_atomically(checksum_path(path), ("\n".join(accepted) + "\n").encode())
     write_atomically(path, data)
     write_atomically(checksum_path(path), f"{new}\n".encode())
@@ -125,16 +131,15 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
         raise CheckpointError(f"checkpoint {path} does not exist")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} is not a file")
-    data = path.read_bytes()
-    if not data:
+    if path.stat().st_size == 0:
         raise CheckpointError(f"checkpoint {path} is empty (0 bytes): its save was cut short")
     sums = checksum_path(path)
-    if sums.is_file() and _digest(data) not in sums.read_text().split():
+    if sums.is_file() and _file_digest(path) not in sums.read_text().split():
         raise CheckpointError(
             f"checkpoint {path} does not match its checksum in {sums.name}: the file is truncated or corrupted"
         )
     try:
-        checkpoint = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
         refused = _refused_content(error)
         if refused is None:

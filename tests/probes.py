@@ -79,6 +79,17 @@ class SignalAt(Callback):
             os.kill(os.getpid(), self.signum)
 
 
+class SignalInValidation(Callback):
+    """Sends SIGTERM to its own process as the validation of epoch `epoch` begins."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module) -> None:
+        if not trainer.sanity_checking and trainer.current_epoch == self.epoch:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
 class NanAt(Callback):
     """Poisons the batch of training step `step` with NaN, so that step's loss is NaN."""
 

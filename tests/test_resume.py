@@ -115,6 +115,19 @@ def test_sigterm_saves_at_the_end_of_the_step_exits_143_and_resumes_exactly(refe
     assert_same_training_state(last_state(tmp_path), last_state(reference_run))
 
 
+def test_sigterm_during_the_last_validation_keeps_its_checkpoints_and_skips_the_test_stage(reference_run, tmp_path):
+    term = ["+callbacks.term._target_=tests.probes.SignalInValidation", f"+callbacks.term.epoch={EPOCHS - 1}"]
+    stopped = run_script("train.py", *RUN, *term, f"hydra.run.dir={tmp_path}")
+    assert stopped.returncode == 143, stopped.stderr[-3000:]
+    assert "Testing the best checkpoint" not in stopped.stdout + stopped.stderr
+    assert (tmp_path / "checkpoints" / f"epoch_{EPOCHS - 1:03d}.ckpt").exists()  # the epoch's validation counted
+    resumed = run_script("train.py", *RUN, "resume=true", f"hydra.run.dir={tmp_path}")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"`max_epochs={EPOCHS}` reached" in resumed.stdout + resumed.stderr
+    assert "Final metrics" in resumed.stdout + resumed.stderr
+    assert_same_training_state(last_state(tmp_path), last_state(reference_run))
+
+
 def test_on_device_data_resumes_mid_epoch_exactly(tmp_path):
     """`data.on_device=true` serves batches without a DataLoader: its shuffle position resumes as well."""
     on_device = [*RUN, "data.on_device=true"]

@@ -9,7 +9,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 from lightning.fabric.plugins.environments import SLURMEnvironment
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
 
 from src.errors import Preempted
 
@@ -36,9 +36,12 @@ def requeue_slurm_job() -> None:
         log.warning("Requeuing SLURM job %s failed: %s", job_id, result.stderr.strip())
 
 
-class Preemption(Callback):
+class Preemption(Checkpoint):
     """On one of `signals`, the current training step finishes, `last.ckpt` is saved, and the run stops with
     `Preempted` (exit code 128 + signal: 143 for SIGTERM, 138 for SIGUSR1).
+
+    A `Checkpoint` callback, so Lightning runs its hooks after the others, and after the ModelCheckpoints listed
+    before it: a signal during the epoch-end validation stops the run once the epoch's checkpoints are written.
 
     It replaces Lightning's handlers while training: theirs exit with code 0 and save nothing (SIGTERM), or save
     in the middle of a step (SLURM's SIGUSR1). With `requeue` and under SLURM, rank 0 requeues the job after a
@@ -66,6 +69,14 @@ class Preemption(Callback):
             signal.signal(signum, self._handle)
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int):
+        self._stop_if_signalled(trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # A signal during the epoch-end validation stops here, after the ModelCheckpoints have saved the epoch
+        # (and, in the last epoch, before the test stage).
+        self._stop_if_signalled(trainer, pl_module)
+
+    def _stop_if_signalled(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         received = self.received
         if trainer.world_size > 1:  # every rank stops at the same step, whichever got the signal
             flag = torch.tensor(received, device=pl_module.device)
