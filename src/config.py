@@ -146,6 +146,8 @@ def check_value_ranges(cfg: DictConfig, ranges: dict[str, Range] = VALUE_RANGES)
             continue
         if isinstance(value, bool) or not isinstance(value, int | float) or not valid.contains(value):
             raise ConfigValueError(f"{key}={value} is out of range: it must be {valid}")
+    if not isinstance(cfg.get("resume", False), bool):
+        raise ConfigValueError(f"resume={cfg.resume} is not valid: use resume=true or resume=false")
     if cfg.get("resume") and cfg.get("ckpt_path") not in (None, "last"):
         raise ConfigValueError(
             f"resume=true and ckpt_path={cfg.ckpt_path} both given: resume=true continues this run folder's "

@@ -34,12 +34,18 @@ CHECK_TORCH = (
         # data.train_fraction comes with the stratified-fraction option (issue 4); `+` adds it where it is absent.
         ("+data.train_fraction=0", "data.train_fraction=0 is out of range: it must be a number in (0, 1]"),
         ("scheduler.warmup_fraction=1", "scheduler.warmup_fraction=1 is out of range: it must be a number in [0, 1)"),
+        ("resume=yes", "resume=yes is not valid: use resume=true or resume=false"),
+        (
+            "ckpt_path=other.ckpt resume=true",
+            "resume=true and ckpt_path=other.ckpt both given: resume=true continues this run folder's "
+            "checkpoints/last.ckpt; ckpt_path=<file> starts from another run's checkpoint",
+        ),
     ],
 )
-def test_out_of_range_value_fails_within_a_second_before_torch_is_imported(tmp_path, override, message):
+def test_bad_config_value_fails_within_a_second_before_torch_is_imported(tmp_path, override, message):
     start = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-c", CHECK_TORCH, override, f"hydra.run.dir={tmp_path}"],
+        [sys.executable, "-c", CHECK_TORCH, *override.split(), f"hydra.run.dir={tmp_path}"],
         cwd=ROOT,
         capture_output=True,
         text=True,
