@@ -45,7 +45,7 @@ class Preemption(Checkpoint):
 
     It replaces Lightning's handlers while training: theirs exit with code 0 and save nothing (SIGTERM), or save
     in the middle of a step (SLURM's SIGUSR1). With `requeue` and under SLURM, rank 0 requeues the job after a
-    SIGUSR1 (`#SBATCH --signal=USR1@90`), and the same command resumes from last.ckpt when it has `resume=true`.
+    SIGUSR1 (`#SBATCH --signal=USR1@120`), and the same command resumes from last.ckpt when it has `resume=true`.
     """
 
     def __init__(self, signals: tuple[str, ...] = ("SIGTERM", "SIGUSR1"), requeue: bool = True) -> None:
