@@ -1,6 +1,7 @@
 """Killed runs resume exactly: SIGKILL at an epoch boundary, mid-epoch and at random steps (or a SIGTERM), then
 `resume=true`, ends with the weights and optimizer state of a run that never stopped (CPU, deterministic)."""
 
+import csv
 import random
 import shutil
 import time
@@ -147,3 +148,12 @@ def test_resume_logs_to_the_same_wandb_run(make_cfg, tmp_path):
     run_id = (tmp_path / "wandb_run_id").read_text().strip()
     runs = sorted(tmp_path.glob("wandb/offline-run-*"))
     assert len(runs) == 2 and all(run.name.endswith(f"-{run_id}") for run in runs)  # one W&B run, written twice
+
+
+def test_resume_keeps_the_metrics_already_written(make_cfg, tmp_path):
+    quick = ["trainer=cpu", "logger=csv", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1"]
+    train(make_cfg(*quick, "trainer.max_epochs=1"))
+    train(make_cfg(*quick, "trainer.max_epochs=2", "resume=true"))
+    with open(tmp_path / "csv" / "metrics.csv") as f:
+        epochs = [int(row["epoch"]) for row in csv.DictReader(f) if row["val/acc"]]
+    assert epochs == [0, 1]  # the first run's row is still there, the resumed run's follows
