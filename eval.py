@@ -8,6 +8,7 @@ import hydra
 from omegaconf import DictConfig
 
 from src.config import load_machine_env, register_schemas
+from src.errors import exit_on_run_error
 
 load_machine_env()
 register_schemas()
@@ -15,9 +16,10 @@ register_schemas()
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")
 def main(cfg: DictConfig) -> None:
-    from src.eval import evaluate
+    with exit_on_run_error():
+        from src.eval import evaluate
 
-    evaluate(cfg)
+        evaluate(cfg)
 
 
 if __name__ == "__main__":

@@ -4,12 +4,14 @@ python train.py                                   # cnn on the bundled digits, C
 python train.py model=resnet model.net.depth=34 data=cifar10 trainer=gpu
 python train.py experiment=digits_rnn logger=none
 python train.py -m optimizer.lr=1e-3,3e-3,1e-2    # a sweep: one run (and one W&B run) per value
+python train.py resume=true hydra.run.dir=outputs/train/<date>_<time>   # continue a stopped run where it stopped
 """
 
 import hydra
 from omegaconf import DictConfig
 
-from src.config import check_train_fraction, load_machine_env, register_schemas
+from src.config import check_value_ranges, load_machine_env, register_schemas
+from src.errors import exit_on_run_error
 
 load_machine_env()
 register_schemas()
@@ -17,11 +19,13 @@ register_schemas()
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    check_train_fraction(cfg)
-    # Imported here so a config error is reported before torch and Lightning load.
-    from src.train import train
+    # Bad values, checkpoints and data, NaN losses and preemption end the run with one line and an exit code.
+    with exit_on_run_error():
+        check_value_ranges(cfg)
+        # Imported here so a config error is reported before torch and Lightning load.
+        from src.train import train
 
-    metrics = train(cfg)
+        metrics = train(cfg)
     # A sweeper that optimises (e.g. Optuna) reads the returned value.
     return metrics.get(cfg.get("optimized_metric") or "", None)
 

@@ -1,7 +1,8 @@
 """Typed schemas registered in Hydra's ConfigStore, and composition outside a Hydra app.
 
 A schema makes Hydra reject a misspelt key (`trainer.devicez=2`) or a wrong type
-(`trainer.max_epochs=abc`) while composing, before torch is imported.
+(`trainer.max_epochs=abc`) while composing, before torch is imported; `check_value_ranges` then rejects
+out-of-range numbers (`optimizer.lr=-1`), also before torch is imported.
 """
 
 from dataclasses import dataclass
@@ -14,6 +15,8 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
+
+from src.errors import ConfigValueError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -73,14 +76,6 @@ def register_schemas() -> None:
     ConfigStore.instance().store(group="trainer", name="schema", node=TrainerConf)
 
 
-def check_train_fraction(cfg: DictConfig) -> None:
-    """`data.train_fraction` must be a number in (0, 1]: checked in the entry point, before torch is imported."""
-    fraction = OmegaConf.select(cfg, "data.train_fraction")
-    valid = isinstance(fraction, (int, float)) and not isinstance(fraction, bool) and 0 < fraction <= 1
-    if fraction is not None and not valid:
-        raise ValueError(f"data.train_fraction={fraction!r} is not valid: use a number in (0, 1], e.g. 0.25")
-
-
 def compose_config(
     config_name: str, overrides: list[str], output_dir: str | Path, keep_hydra: bool = False
 ) -> DictConfig:
@@ -102,3 +97,71 @@ def compose_config(
         with open_dict(cfg):
             del cfg["hydra"]
     return cfg
+
+
+@dataclass(frozen=True)
+class Range:
+    """A number's valid range, for a config key that the type schema cannot bound."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # True: low itself is out of range
+    high_open: bool = False
+    optional: bool = True  # null allowed
+
+    def contains(self, value: float) -> bool:
+        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
+            return False
+        return not (self.high is not None and (value > self.high or (self.high_open and value == self.high)))
+
+    def __str__(self) -> str:
+        left = "(" if self.low_open else "["
+        right = ")" if self.high_open else "]"
+        low = "-inf" if self.low is None else f"{self.low:g}"
+        high = "inf" if self.high is None else f"{self.high:g}"
+        return f"a number in {left}{low}, {high}{right}"
+
+
+# Keys absent from a config (another optimizer, data set or scheduler) are skipped.
+VALUE_RANGES: dict[str, Range] = {
+    "optimizer.lr": Range(0, low_open=True, optional=False),
+    "optimizer.weight_decay": Range(0),
+    "optimizer.momentum": Range(0, 1),
+    "scheduler.max_lr": Range(0, low_open=True),
+    "scheduler.warmup_fraction": Range(0, 1, high_open=True),
+    "scheduler.final_lr_fraction": Range(0, 1),
+    "scheduler.pct_start": Range(0, 1, low_open=True, high_open=True),
+    "model.label_smoothing": Range(0, 1, high_open=True),
+    "model.net.dropout": Range(0, 1, high_open=True),
+    "data.batch_size": Range(1, optional=False),
+    "data.eval_batch_size": Range(1),
+    "data.num_workers": Range(0),
+    "data.train_fraction": Range(0, 1, low_open=True),
+    "data.val_fraction": Range(0, 1, low_open=True, high_open=True),
+    "data.test_fraction": Range(0, 1, low_open=True, high_open=True),
+    "trainer.max_epochs": Range(-1),  # -1: no limit
+    "trainer.accumulate_grad_batches": Range(1),
+    "trainer.gradient_clip_val": Range(0),
+    "trainer.strategy.timeout_s": Range(0, low_open=True),
+    "callbacks.last_checkpoint.every_n_train_steps": Range(1),
+}
+
+
+def check_value_ranges(cfg: DictConfig, ranges: dict[str, Range] = VALUE_RANGES) -> None:
+    """Raise `ConfigValueError` naming the first key whose value is outside its valid range (no torch import)."""
+    for key, valid in ranges.items():
+        value = OmegaConf.select(cfg, key, default=_ABSENT)
+        if value is _ABSENT or (value is None and valid.optional):
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or not valid.contains(value):
+            raise ConfigValueError(f"{key}={value} is out of range: it must be {valid}")
+    if not isinstance(cfg.get("resume", False), bool):
+        raise ConfigValueError(f"resume={cfg.resume} is not valid: use resume=true or resume=false")
+    if cfg.get("resume") and cfg.get("ckpt_path") not in (None, "last"):
+        raise ConfigValueError(
+            f"resume=true and ckpt_path={cfg.ckpt_path} both given: resume=true continues this run folder's "
+            "checkpoints/last.ckpt; ckpt_path=<file> starts from another run's checkpoint"
+        )
+
+
+_ABSENT = object()

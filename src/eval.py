@@ -9,6 +9,8 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from src.checkpointing import check_state_dict_fits, read_checkpoint
+from src.errors import CheckpointError
 from src.utils.console import tidy_console
 from src.utils.instantiate import instantiate_group, instantiate_loggers, instantiate_trainer
 from src.utils.tracking import finish_tracking
@@ -18,24 +20,24 @@ tidy_console()
 
 
 def load_checkpoint(ckpt_path: str | Path) -> tuple[DictConfig, dict]:
-    """The training config (stored by `RunConfigInCheckpoint`) and the weights of a checkpoint."""
-    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    """The training config (stored by `RunConfigInCheckpoint`) and the weights of a checkpoint (verified, and
+    loaded with `weights_only=True`)."""
+    checkpoint = read_checkpoint(ckpt_path)
     if "run_config" not in checkpoint:
-        raise KeyError(f"{ckpt_path} holds no run_config: was it written by this template's train.py?")
+        raise CheckpointError(f"checkpoint {ckpt_path} holds no run_config: not written by this template's train.py")
     return OmegaConf.create(checkpoint["run_config"]), checkpoint["state_dict"]
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Test `cfg.ckpt_path` on the training run's data (or on `data=...` when given)."""
     if not cfg.get("ckpt_path"):
-        raise ValueError("eval.py needs ckpt_path=<path to a .ckpt file>")
+        raise CheckpointError("eval.py needs ckpt_path=<path to a .ckpt file>")
     ckpt_path = Path(cfg.ckpt_path)
-    if not ckpt_path.is_file():
-        raise FileNotFoundError(f"ckpt_path={ckpt_path} is not a file")
     trained, state_dict = load_checkpoint(ckpt_path)
     data_cfg = cfg.data if cfg.get("data") else trained.data
     # Evaluation never compiles: a compiled run's weights load unchanged into the plain network.
     module: pl.LightningModule = instantiate(trained.model, optimizer=trained.optimizer, compile=False)
+    check_state_dict_fits(module.state_dict(), state_dict, source=ckpt_path)
     module.load_state_dict(state_dict)
     datamodule: pl.LightningDataModule = instantiate(data_cfg)
     loggers = instantiate_loggers(cfg.get("logger"))

@@ -10,6 +10,8 @@ from torch import nn
 from torchmetrics import MaxMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from src.checkpointing import check_state_dict_fits
+
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
 
@@ -164,6 +166,10 @@ class ClassificationModule(pl.LightningModule):
         if isinstance(batch, (tuple, list)) and len(batch) > 1:
             out["label"] = batch[1]
         return out
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Another model's checkpoint fails here in one line, not with torch's list of every mismatched tensor.
+        check_state_dict_fits(self.state_dict(), checkpoint["state_dict"], source=self.trainer.ckpt_path)
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = self.optimizer_factory(params=self.parameters())

@@ -1,17 +1,23 @@
 """train(cfg): seed, build data, model, callbacks, loggers and Trainer from config; fit; test the best."""
 
 import logging
+import signal
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import Logger
+from lightning.pytorch.strategies.launchers import _SubprocessScriptLauncher
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from src.callbacks.energy import energy_summary
+from src.callbacks.random_state import RandomStateInCheckpoint
 from src.callbacks.run_config import RunConfigInCheckpoint
+from src.errors import CheckpointError, Preempted, RunError
 from src.utils.console import tidy_console
 from src.utils.instantiate import instantiate_callbacks, instantiate_loggers, instantiate_trainer
 from src.utils.multirun import isolated_job
@@ -53,7 +59,7 @@ def build(cfg: DictConfig, **trainer_overrides: Any) -> Run:
     module: pl.LightningModule = instantiate(cfg.model, optimizer=cfg.optimizer, scheduler=cfg.get("scheduler"))
     loggers = instantiate_loggers(cfg.get("logger"))
     callbacks = instantiate_callbacks(cfg.get("callbacks"), has_logger=bool(loggers))
-    callbacks.append(RunConfigInCheckpoint(record))
+    callbacks += [RunConfigInCheckpoint(record), RandomStateInCheckpoint()]
     callbacks += trainer_overrides.pop("callbacks", [])
     trainer = instantiate_trainer(cfg.trainer, callbacks=callbacks, logger=loggers or False, **trainer_overrides)
     record.update(describe_run(module, trainer))
@@ -63,18 +69,36 @@ def build(cfg: DictConfig, **trainer_overrides: Any) -> Run:
     return Run(datamodule, module, trainer, loggers)
 
 
+def resume_from(cfg: DictConfig) -> str | None:
+    """The checkpoint fit starts from: `ckpt_path`, or with `resume=true` (or `ckpt_path=last`) the run folder's
+    checkpoints/last.ckpt; a fresh start (with a warning) when that folder has none yet, as a requeued job's first run.
+    """
+    ckpt_path = cfg.get("ckpt_path")
+    if cfg.get("resume") or ckpt_path == "last":
+        last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+        if last.is_file():
+            log.info("Resuming from %s", last)
+            return str(last)
+        log.warning("resume=true but %s does not exist: starting a new run in %s", last, cfg.paths.output_dir)
+        return None
+    if ckpt_path is not None and not Path(ckpt_path).is_file():  # fail before the data and model are built
+        raise CheckpointError(f"ckpt_path={ckpt_path} does not exist (or is not a file)")
+    return ckpt_path
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit the configured model, test its best checkpoint, and return the final metrics."""
+    ckpt_path = resume_from(cfg)
     with isolated_job():
-        return _fit_and_test(build(cfg), cfg)
+        return _fit_and_test(build(cfg), cfg, ckpt_path)
 
 
-def _fit_and_test(run: Run, cfg: DictConfig) -> dict[str, float]:
+def _fit_and_test(run: Run, cfg: DictConfig, ckpt_path: str | None) -> dict[str, float]:
     """Fit (resuming from `ckpt_path` if set), then test the best checkpoint; W&B is closed either way."""
     datamodule, module, trainer, loggers = run.datamodule, run.module, run.trainer, run.loggers
 
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
         ckpt = best_checkpoint(trainer)
         if ckpt is None:
@@ -82,6 +106,13 @@ def _fit_and_test(run: Run, cfg: DictConfig) -> dict[str, float]:
         else:
             log.info("Testing the best checkpoint: %s", ckpt)
         trainer.test(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
+    except SIGTERMException:
+        # Lightning's own SIGTERM exit (code 0), outside the training steps the Preemption callback covers.
+        raise Preempted(signal.SIGTERM, None) from None
+    except Exception as error:
+        if not isinstance(error, RunError):  # a crash, not a stop every rank takes together
+            stop_launched_ranks(trainer)
+        raise
     finally:
         finish_tracking(loggers)
 
@@ -92,6 +123,14 @@ def _fit_and_test(run: Run, cfg: DictConfig) -> dict[str, float]:
             log.info("Cost: %s", cost)
         log.info("Run directory: %s", cfg.paths.output_dir)
     return metrics
+
+
+def stop_launched_ranks(trainer: pl.Trainer) -> None:
+    """Kill the DDP ranks this process started (Lightning does so only on Ctrl-C): a rank stuck outside any
+    collective would otherwise outlive a crashed rank 0 forever."""
+    launcher = trainer.strategy.launcher
+    if isinstance(launcher, _SubprocessScriptLauncher):
+        launcher.kill(signal.SIGKILL)
 
 
 def _format(metrics: dict[str, Any]) -> str:

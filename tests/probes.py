@@ -1,6 +1,11 @@
-"""A callback the DDP tests add from the command line, to see what every rank ran with."""
+"""Callbacks tests add from the command line (`+callbacks.x._target_=tests.probes....`): to see what every DDP
+rank ran with, and to inject faults (a kill, a signal, a NaN, a failing rank) at a chosen step."""
 
+import atexit
 import json
+import os
+import signal
+import time
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -40,3 +45,88 @@ def batch_device(pl_module: pl.LightningModule):
 
 def read_ranks(folder: Path) -> dict[int, dict]:
     return {int(p.stem[4:]): json.loads(p.read_text()) for p in folder.glob("rank*.json")}
+
+
+class KillAt(Callback):
+    """SIGKILLs its own process (no clean-up, like an OOM killer or a lost node) at a chosen point of training.
+
+    `step`: in `on_train_batch_end` once `global_step` reaches it (before that step's checkpoint is written:
+    Lightning runs checkpoint callbacks last). `epoch_start`: when that epoch begins (after the checkpoint of
+    the epoch before it).
+    """
+
+    def __init__(self, step: int | None = None, epoch_start: int | None = None) -> None:
+        self.step, self.epoch_start = step, epoch_start
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        if self.step is not None and trainer.global_step >= self.step:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module) -> None:
+        if self.epoch_start is not None and trainer.current_epoch == self.epoch_start:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+class SignalAt(Callback):
+    """Sends `signum` to its own process during the training step that reaches `step` (a scheduler's SIGTERM);
+    under DDP only in rank `rank` when given."""
+
+    def __init__(self, step: int, signum: int = signal.SIGTERM, rank: int | None = None) -> None:
+        self.step, self.signum, self.rank = step, signum, rank
+
+    def on_before_backward(self, trainer: pl.Trainer, pl_module, loss) -> None:
+        if trainer.global_step == self.step and self.rank in (None, trainer.global_rank):
+            os.kill(os.getpid(), self.signum)
+
+
+class SignalInValidation(Callback):
+    """Sends SIGTERM to its own process as the validation of epoch `epoch` begins."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module) -> None:
+        if not trainer.sanity_checking and trainer.current_epoch == self.epoch:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+class NanAt(Callback):
+    """Poisons the batch of training step `step` with NaN, so that step's loss is NaN."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module, batch, batch_idx: int) -> None:
+        if trainer.global_step == self.step:
+            batch[0].fill_(float("nan"))
+
+
+class FailRank(Callback):
+    """Makes one DDP rank fail at a training step: `raise` (a bug), `kill` (SIGKILL: OOM killer, lost node) or
+    `hang` (stuck outside any collective). Every rank writes its process id to `<out_dir>/rank<N>.pid`; rank 0,
+    the parent of the other ranks, writes their exit codes (and the time it saw them) to `rank<N>.exit` as it exits.
+    """
+
+    def __init__(self, rank: int, step: int, out_dir: str, action: str = "raise") -> None:
+        self.rank, self.step, self.action = rank, step, action
+        self.out_dir = Path(out_dir)
+
+    def setup(self, trainer: pl.Trainer, pl_module, stage: str) -> None:
+        (self.out_dir / f"rank{trainer.global_rank}.pid").write_text(str(os.getpid()))
+        if trainer.global_rank == 0 and trainer.strategy.launcher is not None:
+            atexit.register(self._record_child_exits, trainer.strategy.launcher.procs)
+
+    def _record_child_exits(self, procs: list) -> None:
+        for rank, proc in enumerate(procs, start=1):
+            code = proc.wait(timeout=300)
+            record = {"code": code, "time": time.time()}
+            (self.out_dir / f"rank{rank}.exit").write_text(json.dumps(record))
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module, batch, batch_idx: int) -> None:
+        if trainer.global_rank != self.rank or trainer.global_step != self.step:
+            return
+        if self.action == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        if self.action == "hang":
+            time.sleep(3600)
+        raise RuntimeError(f"injected failure on rank {self.rank} at step {self.step}")

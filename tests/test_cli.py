@@ -22,7 +22,7 @@ QUICK = ["trainer=cpu", "trainer.max_epochs=2"]
             "trainer.max_epochs=abc",
             r"Value 'abc' of type 'str' could not be converted to Integer\s+full_key: trainer.max_epochs",
         ),
-        ("data.train_fraction=1.5", r"data.train_fraction=1.5 is not valid: use a number in \(0, 1\]"),
+        ("data.train_fraction=1.5", r"data.train_fraction=1.5 is out of range: it must be a number in \(0, 1\]"),
     ],
 )
 def test_config_errors_name_the_bad_value_before_training(tmp_path, override, expected):

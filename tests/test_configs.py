@@ -84,13 +84,13 @@ def test_logger_options_instantiate(make_cfg, logger):
 def test_callback_options_instantiate(make_cfg, callbacks):
     cfg = make_cfg(f"callbacks={callbacks}")
     built = instantiate_callbacks(cfg.get("callbacks"), has_logger=True)
-    assert len(built) == {"default": 6, "early_stopping": 7, "none": 0}[callbacks]
+    assert len(built) == {"default": 9, "early_stopping": 10, "none": 0}[callbacks]
     Trainer(callbacks=built, logger=False, accelerator="cpu")
 
 
 def test_lr_monitor_is_left_out_without_a_logger(make_cfg):
     cfg = make_cfg("logger=none")
-    assert len(instantiate_callbacks(cfg.callbacks, has_logger=False)) == 5
+    assert len(instantiate_callbacks(cfg.callbacks, has_logger=False)) == 8
 
 
 @pytest.mark.parametrize("name", options("experiment") + options("debug") + options("hparams_search"))

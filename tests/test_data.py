@@ -15,6 +15,7 @@ from src.data.augment import random_crop, random_flip
 from src.data.digits import DigitsDataModule
 from src.data.imagefolder import ImageFolderDataModule
 from src.data.synthetic import SyntheticDataModule
+from src.errors import DataError
 from tests.conftest import SHARED_DATA
 
 DIGITS = dict(num_classes=10, in_channels=1, image_size=8, mean=(0.3053,), std=(0.376,))
@@ -166,13 +167,13 @@ def test_imagefolder_in_memory_decodes_once_and_trains_on_device(make_cfg, tmp_p
 def test_imagefolder_names_a_class_count_mismatch(tmp_path):
     write_image_tree(tmp_path / "train", ["a", "b"], per_class=2)
     dm = ImageFolderDataModule(data_dir=str(tmp_path), num_classes=10, in_channels=1, image_size=8)
-    with pytest.raises(ValueError, match=r"has 2 class folders \['a', 'b'\], but data.num_classes=10"):
+    with pytest.raises(DataError, match=r"has 2 class folders \['a', 'b'\], but data.num_classes=10"):
         dm.setup()
 
 
 def test_imagefolder_without_train_folder_says_so(tmp_path):
     dm = ImageFolderDataModule(data_dir=str(tmp_path), num_classes=2, in_channels=1, image_size=8)
-    with pytest.raises(FileNotFoundError, match="has no train/ folder"):
+    with pytest.raises(DataError, match="has no train/ folder"):
         dm.setup()
 
 

@@ -1,8 +1,10 @@
 """Batches served straight from tensors that already live on the training device."""
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
+
+from src.data.resumable import Position, next_batch_position
 
 
 class DeviceBatches:
@@ -11,6 +13,7 @@ class DeviceBatches:
     Shuffling is seeded (`seed + epoch`), so every rank draws the same permutation and takes its own
     shard of it: rank r gets positions r, r + W, r + 2W, ... (the permutation is padded by wrapping
     around, as DistributedSampler does, so all ranks run the same number of steps).
+    Its `state_dict` (seed, epoch, batches served) lets a resumed run carry on mid-epoch.
     """
 
     def __init__(
@@ -30,7 +33,10 @@ class DeviceBatches:
         self.shuffle = shuffle
         self.seed = seed
         self.rank, self.world_size = rank, world_size
-        self.epoch = 0
+        self.epoch = 0  # the epoch the next iteration serves
+        self._served = 0  # batches handed out by the current iteration
+        self._resume_at = 0  # batches to skip at the next iteration (after `load_state_dict`)
+        self.batches_per_epoch: Callable[[], float] | None = None  # the Trainer's count, set by the DataModule
         self.shard_size = -(-len(labels) // world_size)  # ceil: every rank gets as many samples
 
     def __len__(self) -> int:
@@ -50,6 +56,17 @@ class DeviceBatches:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         index = self.shard()
         self.epoch += 1
-        for start in range(0, len(index), self.batch_size):
+        skip, self._resume_at = self._resume_at, 0
+        self._served = skip
+        for start in range(skip * self.batch_size, len(index), self.batch_size):
             batch = index[start : start + self.batch_size]
+            self._served += 1
             yield self.images[batch], self.labels[batch]  # (B, C, H, W), (B,): gathered on the device
+
+    def state_dict(self) -> Position:
+        """Where the next batch comes from (`self.epoch` was already advanced for the iteration in progress)."""
+        return next_batch_position(self.seed, max(0, self.epoch - 1), self._served, self.batches_per_epoch)
+
+    def load_state_dict(self, position: Position) -> None:
+        """Make the next iteration carry on from `position`."""
+        self.seed, self.epoch, self._resume_at = position["seed"], position["epoch"], position["batches_served"]

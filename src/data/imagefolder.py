@@ -4,12 +4,14 @@ import logging
 from pathlib import Path
 
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import transforms
 from torchvision.datasets import ImageFolder
 
 from src.data.device_batches import DeviceBatches
 from src.data.tensor_data import Split, TensorDataModule, hold_out, stratified_fraction
+from src.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +56,13 @@ class ImageFolderDataModule(TensorDataModule):
                 transforms.PILToTensor(),  # (C, H, W) uint8
             ]
         )
-        folder = ImageFolder(self.data_dir / split, transform=to_tensor)
+        try:
+            folder = ImageFolder(self.data_dir / split, transform=to_tensor)
+        except FileNotFoundError as error:  # no class folders, or no image files in them
+            raise DataError(f"{self.data_dir / split}: {error}") from None
+        _check_readable(folder)
         if len(folder.classes) != self.num_classes:
-            raise ValueError(
+            raise DataError(
                 f"{self.data_dir / split} has {len(folder.classes)} class folders {folder.classes}, "
                 f"but data.num_classes={self.num_classes}"
             )
@@ -65,15 +71,15 @@ class ImageFolderDataModule(TensorDataModule):
     def _file_datasets(self) -> dict[str, Dataset]:
         """The train/val/test splits as datasets of files."""
         if not (self.data_dir / "train").is_dir():
-            raise FileNotFoundError(f"data.data_dir={self.data_dir} has no train/ folder of class folders")
+            raise DataError(f"data.data_dir={self.data_dir} has no train/ folder of class folders")
         train = self._folder("train")
         if (self.data_dir / "val").is_dir():
-            datasets = {"train": train, "val": self._folder("val")}
+            datasets = {"train": train, "val": _same_classes(train, self._folder("val"))}
         else:
             kept, held = hold_out(len(train), max(1, round(self.val_fraction * len(train))), self.split_seed)
             datasets = {"train": Subset(train, kept.tolist()), "val": Subset(train, held.tolist())}
         if (self.data_dir / "test").is_dir():
-            datasets["test"] = self._folder("test")
+            datasets["test"] = _same_classes(train, self._folder("test"))
         else:
             log.warning("%s has no test/ folder: testing on the validation images", self.data_dir)
             datasets["test"] = datasets["val"]
@@ -106,6 +112,25 @@ class ImageFolderDataModule(TensorDataModule):
         if self.in_memory:
             return super()._loader(split, shuffle)
         return self._dataloader(self.datasets[split], shuffle)
+
+
+def _check_readable(folder: ImageFolder) -> None:
+    """Fail before training on a file that is not an image (only the header is read: cheap for large folders)."""
+    for path, _ in folder.samples:
+        try:
+            with Image.open(path):
+                pass
+        except (OSError, SyntaxError) as error:
+            raise DataError(f"{path} is not a readable image: {error}") from None
+
+
+def _same_classes(train: ImageFolder, other: ImageFolder) -> ImageFolder:
+    """`other`, if its class folders are train/'s (a label means the same class in every split)."""
+    if other.classes != train.classes:
+        raise DataError(
+            f"class folders differ between splits: {train.root} has {train.classes}, {other.root} has {other.classes}"
+        )
+    return other
 
 
 def _to_rgb(image):

@@ -1,6 +1,7 @@
 """Data sets held as whole tensors, served in slices, normalised and augmented per batch."""
 
 from collections.abc import Callable
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
@@ -8,6 +9,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from src.data.augment import random_crop, random_flip
 from src.data.device_batches import DeviceBatches
+from src.data.resumable import ResumableDataLoader, ResumableSampler
+from src.errors import DataError
 
 Split = tuple[torch.Tensor, torch.Tensor]  # images (N, C, H, W), labels (N,)
 
@@ -104,7 +107,9 @@ class TensorDataModule(pl.LightningDataModule):
         self.crop_padding = crop_padding
         self.flip = flip
         self.on_device = on_device
-        self.shuffle_seed = 0
+        self.shuffle_seed: int | None = None  # drawn once, by `_agreed_shuffle_seed`
+        self._train_loader: ResumableDataLoader | DeviceBatches | None = None
+        self._resume_position: dict | None = None  # from a checkpoint, for the next training loader
         self.mean = torch.tensor(mean).view(1, -1, 1, 1)  # (1, C or 1, 1, 1)
         self.std = torch.tensor(std).view(1, -1, 1, 1)
         self._stats_on: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -131,45 +136,72 @@ class TensorDataModule(pl.LightningDataModule):
     def _check_split(self, name: str, images: torch.Tensor, labels: torch.Tensor) -> None:
         """Fail early, naming the expected shape, when files do not match the config."""
         if tuple(images.shape[1:]) != self.dims:
-            raise ValueError(
+            raise DataError(
                 f"{type(self).__name__} {name} images have shape {tuple(images.shape[1:])}, "
                 f"config says (in_channels, image_size, image_size) = {self.dims}"
             )
         if labels.numel() and int(labels.max()) >= self.num_classes:
-            raise ValueError(f"{name} labels reach {int(labels.max())} but num_classes={self.num_classes}")
+            raise DataError(f"{name} labels reach {int(labels.max())} but num_classes={self.num_classes}")
 
     def _place_on_device(self) -> None:
-        """Copy every split to the device the Trainer chose; agree on one shuffling seed across ranks."""
+        """Copy every split to the device the Trainer chose."""
         trainer = self.trainer
         if trainer is None:
             raise RuntimeError("data.on_device=true needs a Trainer: the device is the Trainer's choice")
         device = trainer.strategy.root_device
         self.splits = {name: (x.to(device), y.to(device)) for name, (x, y) in self.splits.items()}
-        seed = int(torch.randint(0, 2**31 - 1, (1,)).item())  # follows `seed` via seed_everything
-        self.shuffle_seed = trainer.strategy.broadcast(seed)  # rank 0's, so all ranks share a permutation
+
+    def _agreed_shuffle_seed(self) -> int:
+        """The training shuffle's seed: drawn once from torch's RNG (so it follows `seed`), rank 0's on every rank."""
+        if self.shuffle_seed is None:
+            seed = int(torch.randint(0, 2**31 - 1, (1,)).item())
+            self.shuffle_seed = self.trainer.strategy.broadcast(seed) if self.trainer else seed
+        return self.shuffle_seed
 
     def _dataloader(self, dataset: Dataset, shuffle: bool, collate_fn: Callable | None = None) -> DataLoader:
-        """A DataLoader with this module's batch size (training or evaluation), workers and pinning."""
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size if shuffle else self.eval_batch_size,
-            shuffle=shuffle,
-            collate_fn=collate_fn,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.num_workers > 0,
-        )
+        """A DataLoader with this module's batch size (training or evaluation), workers and pinning.
+
+        The training loader shuffles with a seeded, per-epoch sampler and can resume mid-epoch.
+        """
+        common = {
+            "collate_fn": collate_fn,
+            "num_workers": self.num_workers,
+            "pin_memory": self.pin_memory,
+            "persistent_workers": self.num_workers > 0,
+        }
+        if not shuffle:
+            return DataLoader(dataset, batch_size=self.eval_batch_size, **common)
+        rank, world_size = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        seed = self._agreed_shuffle_seed()
+        sampler = ResumableSampler(dataset, seed, rank, world_size)
+        generator = torch.Generator().manual_seed(seed)  # worker seeds, without drawing from the global RNG
+        return ResumableDataLoader(dataset, batch_size=self.batch_size, sampler=sampler, generator=generator, **common)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader | DeviceBatches:
         images, labels = self.splits[split]
         if self.on_device:
             batch_size = self.batch_size if shuffle else self.eval_batch_size
             rank, world_size = self.trainer.global_rank, self.trainer.world_size
-            return DeviceBatches(images, labels, batch_size, shuffle, self.shuffle_seed, rank, world_size)
+            seed = self._agreed_shuffle_seed() if shuffle else 0
+            return DeviceBatches(images, labels, batch_size, shuffle, seed, rank, world_size)
         return self._dataloader(TensorBatchDataset(images, labels), shuffle, collate_fn=keep_batch)
 
     def train_dataloader(self) -> DataLoader | DeviceBatches:
-        return self._loader("train", shuffle=True)
+        loader = self._loader("train", shuffle=True)
+        if self.trainer is not None:
+            loader.batches_per_epoch = lambda: self.trainer.num_training_batches
+        if self._resume_position is not None:
+            loader.load_state_dict(self._resume_position)
+            self._resume_position = None
+        self._train_loader = loader
+        return loader
+
+    def state_dict(self) -> dict[str, Any]:
+        """Saved in every checkpoint: where the next training batch comes from (see `src.data.resumable`)."""
+        return {"train_position": self._train_loader.state_dict()} if self._train_loader is not None else {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._resume_position = state_dict.get("train_position")
 
     def val_dataloader(self) -> DataLoader | DeviceBatches:
         return self._loader("val", shuffle=False)

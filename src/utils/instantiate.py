@@ -9,6 +9,7 @@ from lightning.pytorch.callbacks import Callback, LearningRateMonitor
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig
 
+from src.checkpointing import AtomicCheckpointIO
 from src.utils.hardware import check_accelerator, configure_speed, resolve_precision
 
 log = logging.getLogger(__name__)
@@ -42,9 +43,11 @@ def instantiate_callbacks(group: DictConfig | None, has_logger: bool) -> list[Ca
 
 
 def instantiate_trainer(trainer_cfg: DictConfig, **kwargs: Any) -> pl.Trainer:
-    """The configured Trainer, with the template's `precision: mixed` resolved and the speed settings applied."""
+    """The configured Trainer, with the template's `precision: mixed` resolved, atomic and verified checkpoint
+    files (`AtomicCheckpointIO`), and the speed settings applied."""
     check_accelerator(kwargs.get("accelerator", trainer_cfg.accelerator))
     kwargs.setdefault("precision", resolve_precision(trainer_cfg.precision))
+    kwargs.setdefault("plugins", [AtomicCheckpointIO()])
     trainer = instantiate(trainer_cfg, **kwargs)
     configure_speed(trainer)
     return trainer

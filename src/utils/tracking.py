@@ -42,15 +42,36 @@ def resolve_mode(mode: str) -> str:
     return "online" if has_wandb_credentials() else "offline"
 
 
+RUN_ID_FILE = "wandb_run_id"
+
+
+def run_id(save_dir: str | Path) -> str:
+    """The W&B run id kept in the run folder (`wandb_run_id`), created on first use: a resumed run logs to the
+    same W&B run."""
+    path = Path(save_dir) / RUN_ID_FILE
+    if path.is_file():
+        return path.read_text().strip()
+    new_id = generate_id()
+    _write_run_id(path, new_id)
+    return new_id
+
+
+@rank_zero_only
+def _write_run_id(path: Path, value: str) -> None:
+    path.write_text(value + "\n")
+
+
 def wandb_logger(mode: str = "auto", save_dir: str = ".", name: str | None = None, **kwargs) -> WandbLogger:
     """A WandbLogger whose run is online or offline as `resolve_mode` decides; kwargs go to `wandb.init`.
 
-    The run is named `<name>-<run id>` (e.g. `cnn-digits-1a2b3c4d`: readable, and unique within a group).
+    The run is named `<name>-<run id>` (e.g. `cnn-digits-1a2b3c4d`: readable, and unique within a group). The run
+    id is the run folder's (see `run_id`), with `resume="allow"`: `resume=true` continues the same W&B run.
     """
     Path(save_dir).mkdir(parents=True, exist_ok=True)
-    run_id = kwargs.pop("id", None) or generate_id()
-    name = f"{name}-{run_id}" if name else None
-    return RedactingWandbLogger(save_dir=save_dir, mode=resolve_mode(mode), name=name, id=run_id, **kwargs)
+    wandb_id = kwargs.pop("id", None) or run_id(save_dir)
+    kwargs.setdefault("resume", "allow")
+    name = f"{name}-{wandb_id}" if name else None
+    return RedactingWandbLogger(save_dir=save_dir, mode=resolve_mode(mode), name=name, id=wandb_id, **kwargs)
 
 
 class RedactingWandbLogger(WandbLogger):

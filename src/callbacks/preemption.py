@@ -1,0 +1,92 @@
+"""Stop cleanly on SIGTERM / SIGUSR1: finish the step, save `last.ckpt`, exit 128 + signal (SLURM: requeue)."""
+
+import logging
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+from lightning.fabric.plugins.environments import SLURMEnvironment
+from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
+
+from src.errors import Preempted
+
+log = logging.getLogger(__name__)
+
+
+def last_checkpoint_path(trainer: pl.Trainer) -> Path:
+    """Where `last.ckpt` goes: the folder of the first ModelCheckpoint, else <run dir>/checkpoints."""
+    for callback in trainer.checkpoint_callbacks:
+        if isinstance(callback, ModelCheckpoint) and callback.dirpath:
+            return Path(callback.dirpath) / f"{ModelCheckpoint.CHECKPOINT_NAME_LAST}{ModelCheckpoint.FILE_EXTENSION}"
+    return Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt"
+
+
+def requeue_slurm_job() -> None:
+    """Put this SLURM job back in the queue (as Lightning's auto-requeue does); it restarts with the same command."""
+    job_id = os.environ["SLURM_JOB_ID"]
+    if os.environ.get("SLURM_ARRAY_JOB_ID"):
+        job_id = f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
+    result = subprocess.run(["scontrol", "requeue", job_id], capture_output=True, text=True)
+    if result.returncode == 0:
+        log.info("Requeued SLURM job %s", job_id)
+    else:
+        log.warning("Requeuing SLURM job %s failed: %s", job_id, result.stderr.strip())
+
+
+class Preemption(Checkpoint):
+    """On one of `signals`, the current training step finishes, `last.ckpt` is saved, and the run stops with
+    `Preempted` (exit code 128 + signal: 143 for SIGTERM, 138 for SIGUSR1).
+
+    A `Checkpoint` callback, so Lightning runs its hooks after the others, and after the ModelCheckpoints listed
+    before it: a signal during the epoch-end validation stops the run once the epoch's checkpoints are written.
+
+    It replaces Lightning's handlers while training: theirs exit with code 0 and save nothing (SIGTERM), or save
+    in the middle of a step (SLURM's SIGUSR1). With `requeue` and under SLURM, rank 0 requeues the job after a
+    SIGUSR1 (`#SBATCH --signal=USR1@120`), and the same command resumes from last.ckpt when it has `resume=true`.
+    """
+
+    def __init__(self, signals: tuple[str, ...] = ("SIGTERM", "SIGUSR1"), requeue: bool = True) -> None:
+        self.signals = [signal.Signals[name] for name in signals]
+        self.requeue = requeue
+        self.received = 0
+        self._trainer: pl.Trainer | None = None
+
+    def _handle(self, signum: int, frame: object) -> None:
+        # Only note it (a handler may run in the middle of an optimizer step); pass it to the ranks we launched.
+        self.received = self.received or signum
+        launcher = self._trainer.strategy.launcher if self._trainer else None
+        if launcher is not None:
+            launcher.kill(signum)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._trainer = trainer
+        if trainer.received_sigterm:  # arrived before training began, under Lightning's handler
+            self.received = signal.SIGTERM
+        for signum in self.signals:
+            signal.signal(signum, self._handle)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int):
+        self._stop_if_signalled(trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # A signal during the epoch-end validation stops here, after the ModelCheckpoints have saved the epoch
+        # (and, in the last epoch, before the test stage).
+        self._stop_if_signalled(trainer, pl_module)
+
+    def _stop_if_signalled(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        received = self.received
+        if trainer.world_size > 1:  # every rank stops at the same step, whichever got the signal
+            flag = torch.tensor(received, device=pl_module.device)
+            received = int(trainer.strategy.reduce(flag, reduce_op="max"))
+        if not received:
+            return
+        path = last_checkpoint_path(trainer)
+        trainer.save_checkpoint(path)
+        if trainer.is_global_zero:
+            log.info("Signal %d: saved %s at step %d", received, path, trainer.global_step)
+        if self.requeue and received == signal.SIGUSR1 and trainer.is_global_zero and SLURMEnvironment.detect():
+            requeue_slurm_job()
+        raise Preempted(received, str(path))

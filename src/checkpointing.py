@@ -1,0 +1,200 @@
+"""Checkpoint files that survive a kill at any moment, are verified when loaded, and never run code when loaded.
+
+Lightning's own `_atomic_save` stages the file in `$TMPDIR` (atomic only on the same filesystem, and left behind
+when killed). Here a checkpoint is written as an unnamed file in its own folder, fsynced, and renamed over the old
+one; a SHA-256 beside it (`<name>.sha256`) catches a file changed or damaged after it was written.
+"""
+
+import hashlib
+import io
+import logging
+import os
+import pickle
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.fabric.utilities.types import _PATH
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from src.errors import CheckpointError
+
+log = logging.getLogger(__name__)
+
+CHECKSUM_SUFFIX = ".sha256"
+TEMP_MARK = ".tmp-"
+
+
+def checksum_path(path: str | Path) -> Path:
+    return Path(f"{path}{CHECKSUM_SUFFIX}")
+
+
+def temp_files(folder: str | Path) -> list[Path]:
+    """Leftover temporary files of interrupted saves in `folder` (each save removes them)."""
+    return sorted(p for p in Path(folder).glob(f".*{TEMP_MARK}*") if p.is_file())
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename in `folder` durable (the directory entry is data too)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_unnamed(folder: Path, data: bytes, name: str) -> Path:
+    """Write `data` to a file in `folder`, fsync it, and give it the temporary name `name`.
+
+    With O_TMPFILE the file has no name while it is written, so a kill mid-write leaves nothing behind;
+    filesystems without it get a named temporary file, removed by the next save if a kill strands it.
+    """
+    temp = folder / name
+    try:
+        fd = os.open(folder, os.O_TMPFILE | os.O_WRONLY, 0o644)
+    except (AttributeError, OSError):
+        fd = None
+    if fd is None:
+        with open(temp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        return temp
+    folder_fd = os.open(folder, os.O_RDONLY)
+    try:
+        with os.fdopen(fd, "wb", closefd=False) as f:
+            f.write(data)
+            f.flush()
+            os.fsync(fd)
+        # Naming the file needs linkat(AT_SYMLINK_FOLLOW) on /proc/self/fd/N; passing a dir fd makes Python call
+        # linkat (plain link() fails across /proc); the absolute source path ignores that fd.
+        os.link(f"/proc/self/fd/{fd}", temp, src_dir_fd=folder_fd, follow_symlinks=True)
+    finally:
+        os.close(fd)
+        os.close(folder_fd)
+    return temp
+
+
+def write_atomically(path: str | Path, data: bytes) -> None:
+    """Replace `path` with `data` so that any reader, at any moment, sees the whole old or the whole new file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}{TEMP_MARK}*"):
+        stale.unlink(missing_ok=True)
+    temp = _write_unnamed(path.parent, data, f".{path.name}{TEMP_MARK}{os.getpid()}")
+    os.replace(temp, path)
+    _fsync_folder(path.parent)
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _file_digest(path: Path) -> str:
+    """SHA-256 of a file, read in chunks (checkpoints can be larger than the memory to spare)."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def save_checkpoint_file(path: str | Path, data: bytes) -> None:
+    """Write a checkpoint and its checksum; a kill between any two steps leaves a checkpoint that verifies.
+
+    The checksum file first lists both the old and the new digest, then (after the rename) only the new one.
+    """
+    path = Path(path)
+    new = _digest(data)
+    accepted = [new]
+    if path.is_file():
+        accepted.append(_file_digest(path))
+    write_atomically(checksum_path(path), ("\n".join(accepted) + "\n").encode())
+    write_atomically(path, data)
+    write_atomically(checksum_path(path), f"{new}\n".encode())
+
+
+def _refused_content(error: Exception) -> str | None:
+    """What `torch.load(weights_only=True)` refused to unpickle (e.g. `GLOBAL posix.system`), if it refused."""
+    if "Weights only load failed" not in str(error):
+        return None
+    found = re.search(r"GLOBAL [\w.]+", str(error))
+    return found.group(0) if found else "a pickled Python object"
+
+
+def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
+    """Load a checkpoint with `weights_only=True` after checking it exists, is not empty and matches its checksum.
+
+    Raises:
+        CheckpointError: one line naming the file and what is wrong with it.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} is not a file")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes): its save was cut short")
+    sums = checksum_path(path)
+    if sums.is_file() and _file_digest(path) not in sums.read_text().split():
+        raise CheckpointError(
+            f"checkpoint {path} does not match its checksum in {sums.name}: the file is truncated or corrupted"
+        )
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        refused = _refused_content(error)
+        if refused is None:
+            unreadable = f"checkpoint {path} is not a readable PyTorch checkpoint ({_first_line(error)})"
+            raise CheckpointError(unreadable) from None
+        raise CheckpointError(
+            f"checkpoint {path} refused: it holds {refused}, which could run code when loaded; "
+            "checkpoints may hold only tensors and plain containers"
+        ) from None
+    except Exception as error:  # torch's zip reader reports damage as RuntimeError, EOFError, ...
+        raise CheckpointError(
+            f"checkpoint {path} is not a readable PyTorch checkpoint (truncated or corrupted: {_first_line(error)})"
+        ) from None
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
+        raise CheckpointError(f"checkpoint {path} is not a Lightning checkpoint: it has no state_dict")
+    return checkpoint
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def check_state_dict_fits(model_state: dict[str, torch.Tensor], loaded: dict[str, Any], source: Any) -> None:
+    """Fail with one line when a checkpoint's weights do not fit the model (another architecture or size)."""
+    missing = sorted(set(model_state) - set(loaded))
+    unexpected = sorted(set(loaded) - set(model_state))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"checkpoint {source} is for a different model: {len(missing)} weights missing "
+            f"(e.g. {missing[:2]}), {len(unexpected)} unexpected (e.g. {unexpected[:2]})"
+        )
+    for key, tensor in model_state.items():
+        value = loaded[key]
+        if isinstance(value, torch.Tensor) and value.shape != tensor.shape:
+            raise CheckpointError(
+                f"checkpoint {source} is for a different model: {key} has shape {tuple(value.shape)} "
+                f"there but {tuple(tensor.shape)} in this model"
+            )
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint I/O with atomic, checksummed saves and verified `weights_only=True` loads."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None) -> None:
+        if storage_options is not None or "://" in str(path):
+            return super().save_checkpoint(checkpoint, path, storage_options)  # remote storage: fsspec's way
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        save_checkpoint_file(path, buffer.getvalue())
+
+    def load_checkpoint(self, path: _PATH, map_location: Any = "cpu", weights_only: bool | None = None) -> dict:
+        # weights_only is always True: a checkpoint never gets to run code, whatever the caller asks.
+        return read_checkpoint(path, map_location)
+
+    def remove_checkpoint(self, path: _PATH) -> None:
+        super().remove_checkpoint(path)
+        checksum_path(path).unlink(missing_ok=True)

@@ -1,0 +1,79 @@
+"""A training DataLoader that can stop mid-epoch and carry on from the next batch after a restart.
+
+The shuffle is a function of (seed, epoch), so a position in the data is the seed, the epoch and the batches
+served. Lightning saves a training loader's `state_dict` with each checkpoint, but applies it only when it builds
+the loader after restoring, and a scheduler sized with `estimated_stepping_batches` builds it before; so the
+DataModule saves and applies the same position too (its own `state_dict` hooks).
+"""
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+Position = dict[str, int]  # seed, epoch, batches_served
+
+
+def next_batch_position(seed: int, epoch: int, served: int, batches_per_epoch: Callable[[], float] | None) -> Position:
+    """Where the next training batch comes from: after the epoch's last batch (`limit_train_batches` counts), the
+    start of the next epoch, which is what Lightning trains next on a restart."""
+    if batches_per_epoch is not None and served >= batches_per_epoch():
+        epoch, served = epoch + 1, 0
+    return {"seed": seed, "epoch": epoch, "batches_served": served}
+
+
+class ResumableSampler(DistributedSampler):
+    """A seeded shuffle per epoch (`set_epoch`, as Lightning calls it), optionally starting part-way through.
+
+    It is a DistributedSampler (one shard per rank, `num_replicas=1` on one process), so Lightning keeps it
+    under DDP instead of swapping in its own sampler.
+    """
+
+    def __init__(self, dataset: Dataset, seed: int, rank: int = 0, world_size: int = 1, shuffle: bool = True):
+        super().__init__(dataset, num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed)
+        self.start = 0  # samples of this epoch to skip, consumed by the next `__iter__`
+
+    def __iter__(self) -> Iterator[int]:
+        start, self.start = self.start, 0
+        return iter(list(super().__iter__())[start:])
+
+
+class ResumableDataLoader(DataLoader):
+    """A DataLoader over a `ResumableSampler` whose `state_dict` is its position in the data.
+
+    Give it its own seeded `generator=`: starting an epoch then draws nothing from torch's global RNG, so a
+    resumed run draws the same random numbers as one that never stopped. After `load_state_dict`, the next
+    iteration skips the batches already trained on (by index, without loading them); `len` stays the full
+    epoch, as Lightning counts the skipped batches as done.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._served = 0  # batches handed out in the current epoch
+        self._skip = 0  # batches to skip at the next iteration
+        self.batches_per_epoch: Callable[[], float] | None = None  # the Trainer's count, set by the DataModule
+
+    def __iter__(self) -> Iterator[Any]:
+        # A generator: the epoch's order is fixed at the first fetch, after Lightning's `set_epoch` (on a restart
+        # Lightning asks for the iterator earlier, and workers would otherwise read the sampler then).
+        skip, self._skip = self._skip, 0
+        if isinstance(self.sampler, ResumableSampler):
+            self.sampler.start = skip * self.batch_size
+        else:  # Lightning swapped the sampler (overfit_batches): nothing to skip by index
+            skip = 0
+        self._served = skip
+        for batch in super().__iter__():
+            self._served += 1
+            yield batch
+
+    def state_dict(self) -> Position:
+        """Where the next training batch comes from: shuffle seed, epoch, batches served."""
+        seed, epoch = int(getattr(self.sampler, "seed", 0)), int(getattr(self.sampler, "epoch", 0))
+        return next_batch_position(seed, epoch, self._served, self.batches_per_epoch)
+
+    def load_state_dict(self, position: Position) -> None:
+        """Make the next iteration carry on from `position` (as `state_dict()` returned it)."""
+        if isinstance(self.sampler, ResumableSampler):
+            self.sampler.seed = position["seed"]
+            self.sampler.set_epoch(position["epoch"])
+        self._skip = position["batches_served"]

@@ -1,0 +1,46 @@
+"""Errors a user can act on, and the exit codes they end a run with (no torch import: the CLI loads this first)."""
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+class RunError(Exception):
+    """A failure reported as one line (no traceback) that ends the process with `exit_code`."""
+
+    exit_code = 1
+
+
+class ConfigValueError(RunError):
+    """A config value out of its valid range (a negative learning rate, `data.train_fraction=0`, ...)."""
+
+
+class DataError(RunError):
+    """Input data that cannot be trained on: no images, an unreadable file, splits whose classes differ."""
+
+
+class CheckpointError(RunError):
+    """A checkpoint that is missing, empty, truncated, corrupted, foreign or unsafe to unpickle."""
+
+
+class NonFiniteLossError(RunError):
+    """Training stopped at a NaN or infinite loss, before that step changed the weights."""
+
+
+class Preempted(RunError):
+    """A SIGTERM/SIGUSR1 stopped training after a checkpoint was saved; exits 128 + signal, as a killed process."""
+
+    def __init__(self, signum: int, checkpoint: str | None) -> None:
+        saved = f"after saving {checkpoint}; resume with resume=true" if checkpoint else "before a checkpoint was due"
+        super().__init__(f"stopped by signal {signum} {saved}")
+        self.exit_code = 128 + signum
+
+
+@contextmanager
+def exit_on_run_error() -> Iterator[None]:
+    """Turn a `RunError` into one line on stderr and its exit code (Hydra would print a traceback and exit 1)."""
+    try:
+        yield
+    except RunError as error:
+        print(f"Error: {error}", file=sys.stderr, flush=True)
+        sys.exit(error.exit_code)

@@ -1,0 +1,12 @@
+"""Distributed training settings the Trainer's string shortcuts cannot express."""
+
+from datetime import timedelta
+from typing import Any
+
+from lightning.pytorch.strategies import DDPStrategy
+
+
+def ddp(timeout_s: float = 300, **kwargs: Any) -> DDPStrategy:
+    """Lightning's DDPStrategy with a collective timeout in seconds (torch's default is 30 minutes): when one rank
+    dies or hangs, the others fail within `timeout_s` instead of holding their devices for half an hour."""
+    return DDPStrategy(timeout=timedelta(seconds=timeout_s), **kwargs)

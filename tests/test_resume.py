@@ -1,0 +1,159 @@
+"""Killed runs resume exactly: SIGKILL at an epoch boundary, mid-epoch and at random steps (or a SIGTERM), then
+`resume=true`, ends with the weights and optimizer state of a run that never stopped (CPU, deterministic)."""
+
+import csv
+import random
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from src.train import train
+from tests.conftest import run_script
+
+EPOCHS, STEPS_PER_EPOCH = 3, 6
+PLANNED_STEPS = EPOCHS * STEPS_PER_EPOCH
+# Tiny and exact: dropout and batch norm (so the RNG and buffers matter), a checkpoint every 2 steps, so a kill
+# at an odd step also replays one step from the checkpoint before it.
+BASE = [
+    "trainer=cpu",
+    "logger=none",
+    "trainer.deterministic=true",
+    f"trainer.max_epochs={EPOCHS}",
+    f"trainer.limit_train_batches={STEPS_PER_EPOCH}",
+    "trainer.limit_val_batches=1",
+    "trainer.limit_test_batches=1",
+    "callbacks.model_summary=null",
+]
+RUN = [*BASE, "callbacks.last_checkpoint.every_n_train_steps=2"]
+KILL = "+callbacks.kill._target_=tests.probes.KillAt"
+KILLS = {
+    "epoch_boundary": [f"{KILL}", "+callbacks.kill.epoch_start=2"],
+    "mid_epoch": [f"{KILL}", "+callbacks.kill.step=9"],
+    **{f"random_step_{s}": [KILL, f"+callbacks.kill.step={s}"] for s in random.Random(1).sample(range(1, 18), 3)},
+}
+
+
+def last_state(run_dir: Path) -> dict:
+    return torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+
+
+def assert_equal_nested(a, b, where: str = "") -> None:
+    """Tensors equal bit for bit (`torch.equal`), everything else ==, through dicts and lists."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            assert_equal_nested(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            assert_equal_nested(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, where
+
+
+def assert_same_training_state(resumed: dict, reference: dict) -> None:
+    assert resumed["global_step"] == reference["global_step"] == PLANNED_STEPS
+    assert_equal_nested(resumed["state_dict"], reference["state_dict"], "state_dict")
+    assert_equal_nested(resumed["optimizer_states"], reference["optimizer_states"], "optimizer_states")
+    assert_equal_nested(resumed["lr_schedulers"], reference["lr_schedulers"], "lr_schedulers")
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory) -> Path:
+    """One uninterrupted run, shared by every case."""
+    run_dir = tmp_path_factory.mktemp("reference")
+    done = run_script("train.py", *RUN, f"hydra.run.dir={run_dir}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    return run_dir
+
+
+@pytest.mark.parametrize("kill", KILLS)
+def test_killed_run_resumes_to_the_same_weights(reference_run, tmp_path, kill):
+    start = time.monotonic()
+    killed = run_script("train.py", *RUN, *KILLS[kill], f"hydra.run.dir={tmp_path}")
+    assert killed.returncode == -9, killed.stderr[-3000:]  # SIGKILL: no clean-up ran
+    stopped_at = last_state(tmp_path)["global_step"]
+    assert 0 < stopped_at < PLANNED_STEPS
+
+    resumed = run_script("train.py", *RUN, "resume=true", f"hydra.run.dir={tmp_path}")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from a checkpoint that ended before the epoch ended" not in resumed.stderr  # loader resumed
+    assert_same_training_state(last_state(tmp_path), last_state(reference_run))
+    seconds = time.monotonic() - start
+    print(f"{kill}: last checkpoint at step {stopped_at}, resumed to step {PLANNED_STEPS}, {seconds:.1f} s")
+
+
+def test_resuming_a_finished_run_trains_nothing(reference_run, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(reference_run, run_dir)
+    before = (run_dir / "checkpoints" / "last.ckpt").read_bytes()
+    resumed = run_script("train.py", *RUN, "resume=true", f"hydra.run.dir={run_dir}")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "`max_epochs=3` reached" in resumed.stdout + resumed.stderr
+    assert (run_dir / "checkpoints" / "last.ckpt").read_bytes() == before  # not even rewritten
+    assert_same_training_state(last_state(run_dir), last_state(reference_run))
+
+
+def test_sigterm_saves_at_the_end_of_the_step_exits_143_and_resumes_exactly(reference_run, tmp_path):
+    # No step checkpoints: the only mid-epoch checkpoint is the one the signal makes.
+    sigterm_at_step_8 = ["callbacks.last_checkpoint=null", "+callbacks.term._target_=tests.probes.SignalAt"]
+    stopped = run_script("train.py", *BASE, *sigterm_at_step_8, "+callbacks.term.step=8", f"hydra.run.dir={tmp_path}")
+    assert stopped.returncode == 143, stopped.stderr[-3000:]
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    assert stopped.stderr.strip().splitlines()[-1] == (
+        f"Error: stopped by signal 15 after saving {last}; resume with resume=true"
+    )
+    assert last_state(tmp_path)["global_step"] == 9  # the step the signal arrived in, finished and saved
+
+    resumed = run_script("train.py", *RUN, "resume=true", f"hydra.run.dir={tmp_path}")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"Restoring states from the checkpoint path at {last}" in resumed.stdout + resumed.stderr
+    assert_same_training_state(last_state(tmp_path), last_state(reference_run))
+
+
+def test_sigterm_during_the_last_validation_keeps_its_checkpoints_and_skips_the_test_stage(reference_run, tmp_path):
+    term = ["+callbacks.term._target_=tests.probes.SignalInValidation", f"+callbacks.term.epoch={EPOCHS - 1}"]
+    stopped = run_script("train.py", *RUN, *term, f"hydra.run.dir={tmp_path}")
+    assert stopped.returncode == 143, stopped.stderr[-3000:]
+    assert "Testing the best checkpoint" not in stopped.stdout + stopped.stderr
+    assert (tmp_path / "checkpoints" / f"epoch_{EPOCHS - 1:03d}.ckpt").exists()  # the epoch's validation counted
+    resumed = run_script("train.py", *RUN, "resume=true", f"hydra.run.dir={tmp_path}")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"`max_epochs={EPOCHS}` reached" in resumed.stdout + resumed.stderr
+    assert "Final metrics" in resumed.stdout + resumed.stderr
+    assert_same_training_state(last_state(tmp_path), last_state(reference_run))
+
+
+def test_on_device_data_resumes_mid_epoch_exactly(tmp_path):
+    """`data.on_device=true` serves batches without a DataLoader: its shuffle position resumes as well."""
+    on_device = [*RUN, "data.on_device=true"]
+    reference = run_script("train.py", *on_device, f"hydra.run.dir={tmp_path / 'reference'}")
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    killed = run_script("train.py", *on_device, *KILLS["mid_epoch"], f"hydra.run.dir={tmp_path / 'run'}")
+    assert killed.returncode == -9 and last_state(tmp_path / "run")["global_step"] == 8
+    resumed = run_script("train.py", *on_device, "resume=true", f"hydra.run.dir={tmp_path / 'run'}")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert_same_training_state(last_state(tmp_path / "run"), last_state(tmp_path / "reference"))
+
+
+def test_resume_logs_to_the_same_wandb_run(make_cfg, tmp_path):
+    wandb = ["trainer=cpu", "logger=wandb", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1"]
+    train(make_cfg(*wandb, "trainer.max_epochs=1"))
+    train(make_cfg(*wandb, "trainer.max_epochs=2", "resume=true"))
+    run_id = (tmp_path / "wandb_run_id").read_text().strip()
+    runs = sorted(tmp_path.glob("wandb/offline-run-*"))
+    assert len(runs) == 2 and all(run.name.endswith(f"-{run_id}") for run in runs)  # one W&B run, written twice
+
+
+def test_resume_keeps_the_metrics_already_written(make_cfg, tmp_path):
+    quick = ["trainer=cpu", "logger=csv", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1"]
+    train(make_cfg(*quick, "trainer.max_epochs=1"))
+    train(make_cfg(*quick, "trainer.max_epochs=2", "resume=true"))
+    with open(tmp_path / "csv" / "metrics.csv") as f:
+        epochs = [int(row["epoch"]) for row in csv.DictReader(f) if row["val/acc"]]
+    assert epochs == [0, 1]  # the first run's row is still there, the resumed run's follows
