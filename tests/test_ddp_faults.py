@@ -12,6 +12,8 @@ import torch
 
 from src.config import ROOT
 
+pytestmark = pytest.mark.slow  # about 80 s in all: `make test-all` (CI) runs them
+
 TIMEOUT_S = 20
 DDP = [
     "trainer=ddp",

@@ -72,7 +72,13 @@ def reference_run(tmp_path_factory) -> Path:
     return run_dir
 
 
-@pytest.mark.parametrize("kill", KILLS)
+# The random steps run in `make test-all` (CI); the epoch boundary and mid-epoch cases in every `make test`.
+SLOW_KILLS = {name for name in KILLS if name.startswith("random_step")}
+
+
+@pytest.mark.parametrize(
+    "kill", [pytest.param(name, marks=pytest.mark.slow) if name in SLOW_KILLS else name for name in KILLS]
+)
 def test_killed_run_resumes_to_the_same_weights(reference_run, tmp_path, kill):
     start = time.monotonic()
     killed = run_script("train.py", *RUN, *KILLS[kill], f"hydra.run.dir={tmp_path}")
@@ -116,6 +122,7 @@ def test_sigterm_saves_at_the_end_of_the_step_exits_143_and_resumes_exactly(refe
     assert_same_training_state(last_state(tmp_path), last_state(reference_run))
 
 
+@pytest.mark.slow
 def test_sigterm_during_the_last_validation_keeps_its_checkpoints_and_skips_the_test_stage(reference_run, tmp_path):
     term = ["+callbacks.term._target_=tests.probes.SignalInValidation", f"+callbacks.term.epoch={EPOCHS - 1}"]
     stopped = run_script("train.py", *RUN, *term, f"hydra.run.dir={tmp_path}")
@@ -129,6 +136,7 @@ def test_sigterm_during_the_last_validation_keeps_its_checkpoints_and_skips_the_
     assert_same_training_state(last_state(tmp_path), last_state(reference_run))
 
 
+@pytest.mark.slow
 def test_on_device_data_resumes_mid_epoch_exactly(tmp_path):
     """`data.on_device=true` serves batches without a DataLoader: its shuffle position resumes as well."""
     on_device = [*RUN, "data.on_device=true"]
