@@ -35,6 +35,18 @@ def temp_files(folder: str | Path) -> list[Path]:
     return sorted(p for p in Path(folder).glob(f".*{TEMP_MARK}*") if p.is_file())
 
 
+def remove_stranded_temp_files(folder: str | Path) -> None:
+    """Remove the temporary files of saves whose process is gone. A save names its file `.<name>.tmp-<pid>` just
+    before renaming it over the checkpoint; a kill in that instant strands one complete file."""
+    for temp in temp_files(folder):
+        try:
+            os.kill(int(temp.name.rsplit(TEMP_MARK, 1)[1]), 0)  # signal 0: does that process still exist?
+        except (ValueError, ProcessLookupError):
+            temp.unlink(missing_ok=True)
+        except PermissionError:  # alive, someone else's
+            pass
+
+
 def _fsync_folder(folder: Path) -> None:
     """Make a rename in `folder` durable (the directory entry is data too)."""
     fd = os.open(folder, os.O_RDONLY)
@@ -93,8 +105,11 @@ def _digest(data: bytes) -> str:
 
 def _file_digest(path: Path) -> str:
     """SHA-256 of a file, read in chunks (checkpoints can be larger than the memory to spare)."""
+    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+        while chunk := f.read(1 << 20):  # 1 MiB at a time (hashlib.file_digest needs Python 3.11)
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def save_checkpoint_file(path: str | Path, data: bytes) -> None:
@@ -127,6 +142,8 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
         CheckpointError: one line naming the file and what is wrong with it.
     """
     path = Path(path)
+    if path.parent.is_dir():
+        remove_stranded_temp_files(path.parent)
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist")
     if not path.is_file():
