@@ -112,16 +112,24 @@ def _file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _digests_of_current_file(path: Path) -> list[str]:
+    """Digests that the checkpoint now at `path` matches: its checksum file's list, which always includes the
+    file's own digest (so a save does not read the old checkpoint back), else the file hashed."""
+    sums = checksum_path(path)
+    if sums.is_file() and (listed := sums.read_text().split()):
+        return listed
+    return [_file_digest(path)] if path.is_file() else []
+
+
 def save_checkpoint_file(path: str | Path, data: bytes) -> None:
     """Write a checkpoint and its checksum; a kill between any two steps leaves a checkpoint that verifies.
 
-    The checksum file first lists both the old and the new digest, then (after the rename) only the new one.
+    The checksum file first lists the new digest and those the old file matches, then (after the rename) only the
+    new one.
     """
     path = Path(path)
     new = _digest(data)
-    accepted = [new]
-    if path.is_file():
-        accepted.append(_file_digest(path))
+    accepted = [new, *_digests_of_current_file(path)]
     write_atomically(checksum_path(path), ("\n".join(accepted) + "\n").encode())
     write_atomically(path, data)
     write_atomically(checksum_path(path), f"{new}\n".encode())
