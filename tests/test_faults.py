@@ -104,13 +104,31 @@ NAN_AT = ["+callbacks.nan._target_=tests.probes.NanAt", "+callbacks.nan.step=5"]
 TINY = [*FAST, "logger=none", "trainer.max_epochs=2", "callbacks.last_checkpoint.every_n_train_steps=2"]
 
 
-def test_nan_loss_stops_at_its_step_and_the_last_checkpoint_is_finite(tmp_path):
+def nan_error(line: str) -> tuple[int, int]:
+    """(the NaN's step, the step the run stopped at) from the run's last line, which must be the NaN error."""
+    found = re.fullmatch(
+        r"Error: training loss is nan at step (\d+): stopped at step (\d+), before any checkpoint held the weights "
+        r"it changed \(callbacks.finite_loss.on_nonfinite=skip skips such batches instead\)",
+        line,
+    )
+    assert found, line
+    return int(found[1]), int(found[2])
+
+
+def test_nan_loss_stops_within_a_logging_interval_and_every_checkpoint_is_finite(tmp_path):
+    done = run_script("train.py", *FAST, "logger=none", *NAN_AT, f"hydra.run.dir={tmp_path}")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    nan_step, stopped_at = nan_error(done.stderr.strip().splitlines()[-1])
+    print(f"NaN at step {nan_step}, stopped at step {stopped_at} (log_every_n_steps=10)")
+    assert nan_step == 5 and nan_step < stopped_at <= nan_step + 10  # trainer.log_every_n_steps=10
+    assert not (tmp_path / "checkpoints").exists() or not list((tmp_path / "checkpoints").glob("*.ckpt"))
+
+
+def test_nan_loss_is_never_saved_by_a_checkpoint_due_before_the_check(tmp_path):
+    """last.ckpt every 2 steps: the save due right after the NaN step is where the run stops, before writing."""
     done = run_script("train.py", *TINY, *NAN_AT, f"hydra.run.dir={tmp_path}")
     assert done.returncode == 1 and "Traceback" not in done.stderr
-    assert done.stderr.strip().splitlines()[-1] == (
-        "Error: training loss is nan at step 5 (epoch 0, batch 5): stopped before the weights changed "
-        "(callbacks.finite_loss.on_nonfinite=skip skips such batches instead)"
-    )
+    assert nan_error(done.stderr.strip().splitlines()[-1]) == (5, 6)
     last = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert last["global_step"] == 4  # the last save (every 2 steps) before the NaN; nothing after it
     assert all(torch.isfinite(t).all() for t in last["state_dict"].values() if t.is_floating_point())

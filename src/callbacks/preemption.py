@@ -46,11 +46,21 @@ class Preemption(Checkpoint):
     It replaces Lightning's handlers while training: theirs exit with code 0 and save nothing (SIGTERM), or save
     in the middle of a step (SLURM's SIGUSR1). With `requeue` and under SLURM, rank 0 requeues the job after a
     SIGUSR1 (`#SBATCH --signal=USR1@120`), and the same command resumes from last.ckpt when it has `resume=true`.
+
+    One process checks its own flag after every step (no sync). Under DDP the ranks agree with an all-reduce every
+    `every_n_steps` steps (default: `trainer.log_every_n_steps`) and at each epoch end, all at the same steps, so
+    they stop together within that many steps of the signal without a collective on every step.
     """
 
-    def __init__(self, signals: tuple[str, ...] = ("SIGTERM", "SIGUSR1"), requeue: bool = True) -> None:
+    def __init__(
+        self,
+        signals: tuple[str, ...] = ("SIGTERM", "SIGUSR1"),
+        requeue: bool = True,
+        every_n_steps: int | None = None,
+    ) -> None:
         self.signals = [signal.Signals[name] for name in signals]
         self.requeue = requeue
+        self.every_n_steps = every_n_steps
         self.received = 0
         self._trainer: pl.Trainer | None = None
 
@@ -69,7 +79,9 @@ class Preemption(Checkpoint):
             signal.signal(signum, self._handle)
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int):
-        self._stop_if_signalled(trainer, pl_module)
+        every = self.every_n_steps or trainer.log_every_n_steps or 1
+        if trainer.world_size == 1 or trainer.global_step % every == 0:
+            self._stop_if_signalled(trainer, pl_module)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # A signal during the epoch-end validation stops here, after the ModelCheckpoints have saved the epoch

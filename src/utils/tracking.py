@@ -11,7 +11,6 @@ from urllib.parse import urlparse
 
 from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
-from wandb.sdk.lib.runid import generate_id
 
 from src.utils.secrets import argv_redacted, secret_values
 
@@ -51,6 +50,8 @@ def run_id(save_dir: str | Path) -> str:
     path = Path(save_dir) / RUN_ID_FILE
     if path.is_file():
         return path.read_text().strip()
+    from wandb.sdk.lib.runid import generate_id  # here: runs that log elsewhere need no wandb installed
+
     new_id = generate_id()
     _write_run_id(path, new_id)
     return new_id
