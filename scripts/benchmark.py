@@ -4,7 +4,7 @@
     python scripts/benchmark.py --device cpu cuda --precision 32 bf16-mixed --compile off on \\
         --channels-last off on --data dataloader on_device --dataset synthetic --out bench/
     python scripts/benchmark.py --device cuda --devices 1 2 4 --loops lightning --out bench/   # DDP scaling
-    python scripts/benchmark.py --gpu-table --out bench/   # ResNet-18, batch 512: fp32, + bf16, + NHWC, + data, + compile
+    python scripts/benchmark.py --gpu-table --out bench/   # ResNet-18 bs 512: fp32, +bf16, +NHWC, +data, +compile
 
 Every combination asked for is trained for `--warmup` + `--steps` steps; each step after the warm-up is
 timed (GPU work synchronised at step boundaries) and a run's figure is its median step's samples/s, which

@@ -99,10 +99,11 @@ def test_cifar10_is_found_in_each_layout(tmp_path):
     assert gpu_check.cifar10_overrides(archives, scratch)[:2] == ["data=cifar10_jpeg", f"data.data_dir={scratch}"]
     assert (scratch / "train" / "cat").is_dir()
 
-    (tmp_path / "tv" / "cifar-10-batches-py").mkdir(parents=True)
-    assert gpu_check.cifar10_overrides(tmp_path / "tv", tmp_path) == ["data=cifar10", f"data.data_dir={tmp_path / 'tv'}"]
-    batches = tmp_path / "tv" / "cifar-10-batches-py"
-    assert gpu_check.cifar10_overrides(batches, tmp_path) == ["data=cifar10", f"data.data_dir={tmp_path / 'tv'}"]
+    torchvision_root = tmp_path / "tv"
+    (torchvision_root / "cifar-10-batches-py").mkdir(parents=True)
+    expected = ["data=cifar10", f"data.data_dir={torchvision_root}"]
+    assert gpu_check.cifar10_overrides(torchvision_root, tmp_path) == expected
+    assert gpu_check.cifar10_overrides(torchvision_root / "cifar-10-batches-py", tmp_path) == expected
 
     with pytest.raises(SystemExit, match=r"CIFAR10_DIR=.*empty holds no CIFAR-10: expected train/ and test/"):
         gpu_check.cifar10_overrides(tmp_path / "empty", tmp_path)
