@@ -13,26 +13,30 @@ import torch
 from src.train import train
 from tests.conftest import run_script
 
-EPOCHS, STEPS_PER_EPOCH = 3, 6
-PLANNED_STEPS = EPOCHS * STEPS_PER_EPOCH
-# Tiny and exact: dropout and batch norm (so the RNG and buffers matter), a checkpoint every 2 steps, so a kill
-# at an odd step also replays one step from the checkpoint before it.
+EPOCHS, STEPS_PER_EPOCH, EVERY = 5, 17, 4
+PLANNED_STEPS = EPOCHS * STEPS_PER_EPOCH  # 85: the whole digits set (17 batches of 64) each epoch
+BEST_EPOCH_END = 4 * STEPS_PER_EPOCH  # val/acc peaks in epoch 3 (asserted): the last epoch saves no top-k file
+# Exact: dropout and batch norm (so the RNG and buffers matter); last.ckpt every 4 steps, so a kill replays up to 3
+# steps from the checkpoint before it, and the run ends at a step (85) that only the end-of-epoch save covers.
 BASE = [
     "trainer=cpu",
     "logger=none",
     "trainer.deterministic=true",
     f"trainer.max_epochs={EPOCHS}",
-    f"trainer.limit_train_batches={STEPS_PER_EPOCH}",
     "trainer.limit_val_batches=1",
     "trainer.limit_test_batches=1",
     "callbacks.model_summary=null",
 ]
-RUN = [*BASE, "callbacks.last_checkpoint.every_n_train_steps=2"]
+RUN = [*BASE, f"callbacks.last_checkpoint.every_n_train_steps={EVERY}"]
 KILL = "+callbacks.kill._target_=tests.probes.KillAt"
+# Every kill comes after the best epoch, so the final last.ckpt is one no top-k save brought along.
 KILLS = {
-    "epoch_boundary": [f"{KILL}", "+callbacks.kill.epoch_start=2"],
-    "mid_epoch": [f"{KILL}", "+callbacks.kill.step=9"],
-    **{f"random_step_{s}": [KILL, f"+callbacks.kill.step={s}"] for s in random.Random(1).sample(range(1, 18), 3)},
+    "epoch_boundary": [f"{KILL}", f"+callbacks.kill.epoch_start={EPOCHS - 1}"],
+    "mid_epoch": [f"{KILL}", "+callbacks.kill.step=77"],
+    **{
+        f"random_step_{s}": [KILL, f"+callbacks.kill.step={s}"]
+        for s in random.Random(1).sample(range(BEST_EPOCH_END + 1, PLANNED_STEPS), 3)
+    },
 }
 
 
@@ -63,12 +67,21 @@ def assert_same_training_state(resumed: dict, reference: dict) -> None:
     assert_equal_nested(resumed["lr_schedulers"], reference["lr_schedulers"], "lr_schedulers")
 
 
+def best_epoch(run_dir: Path) -> int:
+    """The epoch of the run's best checkpoint, epoch_NNN.ckpt (save_top_k is 1)."""
+    (best,) = (run_dir / "checkpoints").glob("epoch_*.ckpt")
+    return int(best.stem.removeprefix("epoch_"))
+
+
 @pytest.fixture(scope="module")
 def reference_run(tmp_path_factory) -> Path:
-    """One uninterrupted run, shared by every case."""
+    """One uninterrupted run, shared by every case; its best epoch is before the last, so last.ckpt's final save
+    is not one that a top-k save brought along."""
     run_dir = tmp_path_factory.mktemp("reference")
     done = run_script("train.py", *RUN, f"hydra.run.dir={run_dir}")
     assert done.returncode == 0, done.stderr[-3000:]
+    assert best_epoch(run_dir) == BEST_EPOCH_END // STEPS_PER_EPOCH - 1 < EPOCHS - 1
+    assert PLANNED_STEPS % EVERY and last_state(run_dir)["global_step"] == PLANNED_STEPS
     return run_dir
 
 
@@ -100,7 +113,7 @@ def test_resuming_a_finished_run_trains_nothing(reference_run, tmp_path):
     before = (run_dir / "checkpoints" / "last.ckpt").read_bytes()
     resumed = run_script("train.py", *RUN, "resume=true", f"hydra.run.dir={run_dir}")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "`max_epochs=3` reached" in resumed.stdout + resumed.stderr
+    assert f"`max_epochs={EPOCHS}` reached" in resumed.stdout + resumed.stderr
     assert (run_dir / "checkpoints" / "last.ckpt").read_bytes() == before  # not even rewritten
     assert_same_training_state(last_state(run_dir), last_state(reference_run))
 
@@ -128,7 +141,7 @@ def test_sigterm_during_the_last_validation_keeps_its_checkpoints_and_skips_the_
     stopped = run_script("train.py", *RUN, *term, f"hydra.run.dir={tmp_path}")
     assert stopped.returncode == 143, stopped.stderr[-3000:]
     assert "Testing the best checkpoint" not in stopped.stdout + stopped.stderr
-    assert (tmp_path / "checkpoints" / f"epoch_{EPOCHS - 1:03d}.ckpt").exists()  # the epoch's validation counted
+    assert last_state(tmp_path)["global_step"] == PLANNED_STEPS  # saved at the epoch's end, after its validation
     resumed = run_script("train.py", *RUN, "resume=true", f"hydra.run.dir={tmp_path}")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"`max_epochs={EPOCHS}` reached" in resumed.stdout + resumed.stderr
@@ -143,7 +156,7 @@ def test_on_device_data_resumes_mid_epoch_exactly(tmp_path):
     reference = run_script("train.py", *on_device, f"hydra.run.dir={tmp_path / 'reference'}")
     assert reference.returncode == 0, reference.stderr[-3000:]
     killed = run_script("train.py", *on_device, *KILLS["mid_epoch"], f"hydra.run.dir={tmp_path / 'run'}")
-    assert killed.returncode == -9 and last_state(tmp_path / "run")["global_step"] == 8
+    assert killed.returncode == -9 and last_state(tmp_path / "run")["global_step"] == 76  # killed at step 77
     resumed = run_script("train.py", *on_device, "resume=true", f"hydra.run.dir={tmp_path / 'run'}")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert_same_training_state(last_state(tmp_path / "run"), last_state(tmp_path / "reference"))

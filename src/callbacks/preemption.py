@@ -4,24 +4,16 @@ import logging
 import os
 import signal
 import subprocess
-from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
 from lightning.fabric.plugins.environments import SLURMEnvironment
-from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
+from lightning.pytorch.callbacks import Checkpoint
 
+from src.callbacks.last_checkpoint import save_last_checkpoint
 from src.errors import Preempted
 
 log = logging.getLogger(__name__)
-
-
-def last_checkpoint_path(trainer: pl.Trainer) -> Path:
-    """Where `last.ckpt` goes: the folder of the first ModelCheckpoint, else <run dir>/checkpoints."""
-    for callback in trainer.checkpoint_callbacks:
-        if isinstance(callback, ModelCheckpoint) and callback.dirpath:
-            return Path(callback.dirpath) / f"{ModelCheckpoint.CHECKPOINT_NAME_LAST}{ModelCheckpoint.FILE_EXTENSION}"
-    return Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt"
 
 
 def requeue_slurm_job() -> None:
@@ -95,8 +87,7 @@ class Preemption(Checkpoint):
             received = int(trainer.strategy.reduce(flag, reduce_op="max"))
         if not received:
             return
-        path = last_checkpoint_path(trainer)
-        trainer.save_checkpoint(path)
+        path = save_last_checkpoint(trainer)  # skipped when last.ckpt already holds this step
         if trainer.is_global_zero:
             log.info("Signal %d: saved %s at step %d", received, path, trainer.global_step)
         if self.requeue and received == signal.SIGUSR1 and trainer.is_global_zero and SLURMEnvironment.detect():
