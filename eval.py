@@ -7,6 +7,7 @@ python eval.py ckpt_path=... data=mnist data.data_dir=/elsewhere   # other data,
 import hydra
 from omegaconf import DictConfig
 
+from src.checkpoint_path import check_checkpoint_path
 from src.config import load_machine_env, register_schemas
 from src.errors import exit_on_run_error
 
@@ -17,6 +18,8 @@ register_schemas()
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")
 def main(cfg: DictConfig) -> None:
     with exit_on_run_error():
+        if cfg.get("ckpt_path"):  # checked before torch loads: a typo is reported in under a second
+            check_checkpoint_path(cfg.ckpt_path)
         from src.eval import evaluate
 
         evaluate(cfg)

@@ -10,8 +10,10 @@ python train.py resume=true hydra.run.dir=outputs/train/<date>_<time>   # contin
 import hydra
 from omegaconf import DictConfig
 
+from src.checkpoint_path import check_checkpoint_path
 from src.config import check_value_ranges, load_machine_env, register_schemas
 from src.errors import exit_on_run_error
+from src.run_folder import check_new_run_folder
 
 load_machine_env()
 register_schemas()
@@ -22,6 +24,10 @@ def main(cfg: DictConfig) -> float | None:
     # Bad values, checkpoints and data, NaN losses and preemption end the run with one line and an exit code.
     with exit_on_run_error():
         check_value_ranges(cfg)
+        resuming = bool(cfg.get("resume")) or cfg.get("ckpt_path") == "last"
+        if cfg.get("ckpt_path") is not None and not resuming:
+            check_checkpoint_path(cfg.ckpt_path)  # missing, empty or damaged: reported before torch loads
+        check_new_run_folder(cfg.paths.output_dir, resuming)  # a second run never mixes into this folder
         # Imported here so a config error is reported before torch and Lightning load.
         from src.train import train
 

@@ -17,6 +17,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from src.errors import ConfigValueError
+from src.run_folder import register_launch_id_resolver
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,8 +73,10 @@ def load_machine_env(path: Path = ROOT / ".env") -> None:
 
 
 def register_schemas() -> None:
-    """Make `trainer/schema` available to the trainer configs' defaults lists."""
+    """Make `trainer/schema` available to the trainer configs' defaults lists, and `${launch_id:}` (the run
+    folder's name every rank agrees on) to conf/hydra/default.yaml."""
     ConfigStore.instance().store(group="trainer", name="schema", node=TrainerConf)
+    register_launch_id_resolver()
 
 
 def compose_config(
