@@ -12,6 +12,8 @@ ROOT = Path(__file__).resolve().parents[2]
 rank = os.environ.get("LOCAL_RANK", os.environ.get("SLURM_LOCALID", "0"))
 if rank != "0":
     time.sleep(float(os.environ.get("START_DELAY_S", "0")))
+if log_dir := os.environ.get("START_LOG_DIR"):  # when each rank really started, for the test to check
+    Path(log_dir, f"rank{rank}.start").write_text(repr(time.time()))
 script = ROOT / os.environ.get("LAUNCH_SCRIPT", "train.py")
 sys.path.insert(0, str(ROOT))
 sys.argv = [str(script), *sys.argv[1:]]
