@@ -5,6 +5,7 @@ python train.py model=resnet model.net.depth=34 data=cifar10 trainer=gpu
 python train.py experiment=digits_rnn logger=none
 python train.py -m optimizer.lr=1e-3,3e-3,1e-2    # a sweep: one run (and one W&B run) per value
 python train.py resume=true hydra.run.dir=outputs/train/<date>_<time>   # continue a stopped run where it stopped
+torchrun --nproc-per-node=2 train.py trainer=ddp trainer.devices=2   # srun, SLURM arrays, Kubernetes: docs/launchers.md
 """
 
 import hydra
