@@ -19,6 +19,7 @@ from src.checkpoint_path import check_checkpoint_path
 from src.config import ROOT
 from src.errors import CheckpointError, RunError
 from src.run_folder import LaunchError, check_new_run_folder, launch_id
+from tests.probes import read_ranks
 from tests.test_resume import assert_equal_nested
 
 LAUNCH = ROOT / "tests" / "launch"
@@ -154,6 +155,19 @@ def test_torchrun_with_a_late_rank_writes_one_folder_ten_times(tmp_path):
         f"10 torchrun launches, rank 1 started {min(gaps):.2f}-{max(gaps):.2f} s after rank 0: "
         f"10 single folders, {sum(seconds) / 10:.1f} s per launch"
     )
+
+
+@pytest.mark.slow
+def test_torchrun_sweep_with_a_late_rank_writes_one_sweep_folder(tmp_path):
+    probe = ["+callbacks.probe._target_=tests.probes.RankProbe", "+callbacks.probe.out_dir=${paths.output_dir}"]
+    sweep = ["-m", *CPU_DDP, *TINY, *probe, "logger=csv", "optimizer.lr=0.001,0.01"]
+    done = run(torchrun("--nproc-per-node=2", str(LAUNCH / "delayed_start.py"), *sweep), tmp_path, START_DELAY_S="1.5")
+    assert done.returncode == 0, done.stderr[-3000:]
+    (folder,) = (tmp_path / "multirun").iterdir()  # one sweep folder, not one per rank
+    for job, lr in (("0", 0.001), ("1", 0.01)):
+        ranks = read_ranks(folder / job)
+        assert sorted(ranks) == [0, 1] and [ranks[r]["lr"] for r in (0, 1)] == [lr, lr]
+        assert (folder / job / "config.yaml").is_file() and (folder / job / "checkpoints" / "last.ckpt").is_file()
 
 
 # --- (2) srun, a SLURM array task, a PyTorchJob ---
