@@ -218,6 +218,21 @@ def test_slurm_array_task_writes_its_own_folder(repo_copy):
 
 
 @pytest.mark.slow
+def test_srun_sweep_runs_each_job_on_every_task_in_one_sweep_folder(tmp_path):
+    probe = ["+callbacks.probe._target_=tests.probes.RankProbe", "+callbacks.probe.out_dir=${paths.output_dir}"]
+    sweep = ["-m", *CPU_DDP, *TINY, *probe, "logger=csv", "optimizer.lr=0.001,0.01"]
+    slurm = {"SLURM_JOB_ID": "4244", "SLURM_JOB_NAME": "sweep", "SLURM_NTASKS_PER_NODE": "2", "MASTER_PORT": "29614"}
+    cmd = ["srun", "--kill-on-bad-exit=1", sys.executable, str(ROOT / "train.py"), *sweep]
+    done = run(cmd, tmp_path, START_DELAY_S=str(DELAY_S), **slurm)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (folder,) = (tmp_path / "multirun").iterdir()
+    assert folder.name == "slurm_4244"
+    for job, lr in (("0", 0.001), ("1", 0.01)):
+        ranks = read_ranks(folder / job)
+        assert sorted(ranks) == [0, 1] and [ranks[r]["lr"] for r in (0, 1)] == [lr, lr]
+
+
+@pytest.mark.slow
 def test_pytorchjob_pods_write_one_folder_named_by_the_job(tmp_path):
     manifest = yaml.safe_load(docs_block("# pytorchjob.yaml: kubectl apply -f pytorchjob.yaml"))
     name = manifest["metadata"]["name"]
