@@ -207,7 +207,15 @@ def check_state_dict_fits(model_state: dict[str, torch.Tensor], loaded: dict[str
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning's checkpoint I/O with atomic, checksummed saves and verified `weights_only=True` loads."""
+    """Lightning's checkpoint I/O with atomic, checksummed saves and verified `weights_only=True` loads.
+
+    Given the `model` the checkpoints are for, a checkpoint whose weights do not fit it fails in one line as it is
+    loaded, instead of with torch's list of every mismatched tensor.
+    """
+
+    def __init__(self, model: torch.nn.Module | None = None) -> None:
+        super().__init__()
+        self.model = model
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None) -> None:
         if storage_options is not None or "://" in str(path):
@@ -218,7 +226,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def load_checkpoint(self, path: _PATH, map_location: Any = "cpu", weights_only: bool | None = None) -> dict:
         # weights_only is always True: a checkpoint never gets to run code, whatever the caller asks.
-        return read_checkpoint(path, map_location)
+        checkpoint = read_checkpoint(path, map_location)
+        if self.model is not None:
+            check_state_dict_fits(self.model.state_dict(), checkpoint["state_dict"], source=path)
+        return checkpoint
 
     def remove_checkpoint(self, path: _PATH) -> None:
         super().remove_checkpoint(path)

@@ -61,7 +61,9 @@ def build(cfg: DictConfig, **trainer_overrides: Any) -> Run:
     callbacks = instantiate_callbacks(cfg.get("callbacks"), has_logger=bool(loggers))
     callbacks += [RunConfigInCheckpoint(record), RandomStateInCheckpoint()]
     callbacks += trainer_overrides.pop("callbacks", [])
-    trainer = instantiate_trainer(cfg.trainer, callbacks=callbacks, logger=loggers or False, **trainer_overrides)
+    trainer = instantiate_trainer(
+        cfg.trainer, module, callbacks=callbacks, logger=loggers or False, **trainer_overrides
+    )
     record.update(describe_run(module, trainer))
     save_run_config(record, cfg.paths.output_dir)
     for logger in loggers:
