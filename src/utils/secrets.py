@@ -14,6 +14,8 @@ from typing import Any
 
 from lightning.pytorch.utilities import rank_zero_only
 
+from src.run_folder import read_text, write_text
+
 SECRET_NAME = re.compile(r"api[_-]?key|token|secret|passw(or)?d|credential", re.IGNORECASE)
 REDACTED = "<redacted>"
 MIN_SECRET_LENGTH = 6  # shorter values ("1", "true") would redact ordinary words
@@ -78,12 +80,12 @@ def redact_files(paths: Iterable[Path], secrets: Iterable[str]) -> list[Path]:
     secrets = list(secrets)
     changed = []
     for path in paths:
-        if not path.is_file():
+        text = read_text(path, max_bytes=64 << 20)  # None for a link (never followed) or anything not a file
+        if text is None:
             continue
-        text = path.read_text(errors="surrogateescape")
         clean = redact_text(text, secrets)
         if clean != text:
-            path.write_text(clean, errors="surrogateescape")
+            write_text(path, clean)
             changed.append(path)
     return changed
 
