@@ -7,13 +7,14 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from src.checkpointing import check_state_dict_fits, read_checkpoint
 from src.errors import CheckpointError
 from src.stored_config import rebuild_run_config
 from src.utils.console import tidy_console
 from src.utils.instantiate import instantiate_group, instantiate_loggers, instantiate_trainer
+from src.utils.secrets import redact_hydra_records, secret_values
 from src.utils.tracking import finish_tracking
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     if not cfg.get("ckpt_path"):
         raise CheckpointError("eval.py needs ckpt_path=<path to a .ckpt file>")
     ckpt_path = Path(cfg.ckpt_path)
+    # Hydra recorded the command line (a key given there included) before this ran: redact its records.
+    redact_hydra_records(cfg.paths.output_dir, secret_values(OmegaConf.to_container(cfg, resolve=True)))
     trained, state_dict = load_checkpoint(ckpt_path)
     data_cfg = cfg.data if cfg.get("data") else trained.data
     # Evaluation never compiles: a compiled run's weights load unchanged into the plain network.
