@@ -145,3 +145,33 @@ def test_a_model_added_by_the_readme_recipe_evaluates_and_reproduces(repo_copy, 
     assert done.returncode == 0, done.stderr[-3000:]
     evaluated = float(re.search(r"test/acc=([0-9.]+)", done.stdout + done.stderr).group(1))
     assert evaluated == pytest.approx(trained_acc, abs=1e-3)
+
+
+@pytest.mark.slow
+def test_a_ddp_run_evaluates_and_reproduces(tmp_path):
+    """Two CPU ranks (each re-runs train.py in the same run folder: the folder check lets W&B's links be)."""
+    run_dir = tmp_path / "run"
+    quick = ["trainer=cpu", "trainer.max_epochs=2", "trainer.devices=2", "trainer.strategy=ddp", "logger=default"]
+    done = run_script("train.py", *quick, f"hydra.run.dir={run_dir}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    trained_acc = float(re.search(r"Final metrics: .*test/acc=([0-9.]+)", done.stdout + done.stderr).group(1))
+    best = next((run_dir / "checkpoints").glob("epoch_*.ckpt"))
+    done = run_script("eval.py", f"ckpt_path={best}", "trainer=cpu", f"hydra.run.dir={tmp_path / 'e'}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    evaluated = float(re.search(r"test/acc=([0-9.]+)", done.stdout + done.stderr).group(1))
+    assert evaluated == pytest.approx(trained_acc, abs=1e-3)
+
+
+def test_an_imagefolder_run_evaluates_and_reproduces(tmp_path):
+    from tests.test_data import write_image_tree
+
+    images = tmp_path / "images"
+    write_image_tree(images / "train", ["cat", "dog"], per_class=20, size=8)
+    write_image_tree(images / "test", ["cat", "dog"], per_class=6, size=8)
+    data = ["data=imagefolder", f"data.data_dir={images}", "data.num_classes=2", "data.image_size=8",
+            "data.num_workers=0", "data.batch_size=8"]  # fmt: skip
+    run_dir = tmp_path / "run"
+    metrics = train(compose_config("train", [*FAST, *data, "logger=none", "trainer.max_epochs=2"], run_dir))
+    best = next((run_dir / "checkpoints").glob("epoch_*.ckpt"))
+    evaluated = evaluate(compose_config("eval", [f"ckpt_path={best}", "trainer=cpu", "logger=none"], tmp_path / "e"))
+    assert evaluated["test/acc"] == pytest.approx(metrics["test/acc"], abs=1e-3)
