@@ -7,11 +7,14 @@ python train.py -m optimizer.lr=1e-3,3e-3,1e-2    # a sweep: one run (and one W&
 python train.py resume=true hydra.run.dir=outputs/train/<date>_<time>   # continue a stopped run where it stopped
 """
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
 from src.config import check_value_ranges, load_machine_env, register_schemas
 from src.errors import exit_on_run_error
+from src.run_folder import check_run_folder_argument
 
 load_machine_env()
 register_schemas()
@@ -31,4 +34,6 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    with exit_on_run_error():  # before Hydra writes its records and opens the log in an existing run folder
+        check_run_folder_argument(sys.argv[1:])
     main()

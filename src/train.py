@@ -18,6 +18,8 @@ from src.callbacks.energy import energy_summary
 from src.callbacks.random_state import RandomStateInCheckpoint
 from src.callbacks.run_config import RunConfigInCheckpoint
 from src.errors import CheckpointError, Preempted, RunError
+from src.restored_state import RestoredPathsCheck
+from src.run_folder import check_no_links
 from src.utils.console import tidy_console
 from src.utils.instantiate import instantiate_callbacks, instantiate_loggers, instantiate_trainer
 from src.utils.multirun import isolated_job
@@ -59,7 +61,7 @@ def build(cfg: DictConfig, **trainer_overrides: Any) -> Run:
     module: pl.LightningModule = instantiate(cfg.model, optimizer=cfg.optimizer, scheduler=cfg.get("scheduler"))
     loggers = instantiate_loggers(cfg.get("logger"))
     callbacks = instantiate_callbacks(cfg.get("callbacks"), has_logger=bool(loggers))
-    callbacks += [RunConfigInCheckpoint(record), RandomStateInCheckpoint()]
+    callbacks += [RunConfigInCheckpoint(record), RandomStateInCheckpoint(), RestoredPathsCheck()]
     callbacks += trainer_overrides.pop("callbacks", [])
     trainer = instantiate_trainer(
         cfg.trainer, module, callbacks=callbacks, logger=loggers or False, **trainer_overrides
@@ -77,6 +79,7 @@ def resume_from(cfg: DictConfig) -> str | None:
     """
     ckpt_path = cfg.get("ckpt_path")
     if cfg.get("resume") or ckpt_path == "last":
+        check_no_links(cfg.paths.output_dir)  # a copied folder: nothing the run writes may leave it
         last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
         if last.is_file():
             log.info("Resuming from %s", last)
