@@ -19,6 +19,9 @@ from src.errors import CheckpointError
 
 # The groups that rebuild a run's model and data (the trainer, loggers and callbacks are the caller's own).
 REBUILT_GROUPS = ("model", "data", "optimizer", "scheduler")
+# Groups chosen without a config key of their own (`module` fills `model`), and the option of checkpoints older
+# than the group.
+CHOSEN_GROUPS = {"module": "classification"}
 # Keys that make Hydra's `instantiate` choose or call code.
 RESERVED_KEYS = frozenset({"_target_", "_partial_", "_args_", "_recursive_", "_convert_"})
 CHOICE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)*")
@@ -67,8 +70,8 @@ def group_choices(stored: Mapping, source: str | Path, conf_dir: Path) -> dict[s
             "the run from this repository's conf/"
         )
     choices = {}
-    for group in REBUILT_GROUPS:
-        option = recorded.get(group)
+    for group in (*CHOSEN_GROUPS, *REBUILT_GROUPS):
+        option = recorded.get(group, CHOSEN_GROUPS.get(group))
         if (
             not isinstance(option, str)
             or not CHOICE.fullmatch(option)

@@ -15,10 +15,8 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from src.callbacks.energy import energy_summary
-from src.callbacks.random_state import RandomStateInCheckpoint
 from src.callbacks.run_config import RunConfigInCheckpoint
 from src.errors import CheckpointError, Preempted, RunError
-from src.restored_state import RestoredPathsCheck
 from src.run_folder import check_no_links
 from src.utils.console import tidy_console
 from src.utils.instantiate import instantiate_callbacks, instantiate_loggers, instantiate_trainer
@@ -61,7 +59,9 @@ def build(cfg: DictConfig, **trainer_overrides: Any) -> Run:
     module: pl.LightningModule = instantiate(cfg.model, optimizer=cfg.optimizer, scheduler=cfg.get("scheduler"))
     loggers = instantiate_loggers(cfg.get("logger"))
     callbacks = instantiate_callbacks(cfg.get("callbacks"), has_logger=bool(loggers))
-    callbacks += [RunConfigInCheckpoint(record), RandomStateInCheckpoint(), RestoredPathsCheck()]
+    for callback in callbacks:
+        if isinstance(callback, RunConfigInCheckpoint):
+            callback.run_config = record
     callbacks += trainer_overrides.pop("callbacks", [])
     trainer = instantiate_trainer(
         cfg.trainer, module, callbacks=callbacks, logger=loggers or False, **trainer_overrides
