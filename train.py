@@ -12,9 +12,9 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from src.config import check_value_ranges, load_machine_env, register_schemas
 from src.errors import exit_on_run_error
-from src.run_folder import check_run_folder_argument
+from src.machinery.config import check_value_ranges, load_machine_env, register_schemas
+from src.machinery.run_folder import check_run_folder_argument
 
 load_machine_env()
 register_schemas()

@@ -9,13 +9,13 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from src.checkpointing import check_state_dict_fits, read_checkpoint
 from src.errors import CheckpointError
-from src.stored_config import rebuild_run_config
-from src.utils.console import tidy_console
-from src.utils.instantiate import instantiate_group, instantiate_loggers, instantiate_trainer
-from src.utils.secrets import redact_hydra_records, secret_values
-from src.utils.tracking import finish_tracking
+from src.machinery.checkpoint_files import check_state_dict_fits, read_checkpoint
+from src.machinery.console import tidy_console
+from src.machinery.instantiate import instantiate_group, instantiate_loggers, instantiate_trainer
+from src.machinery.secrets import redact_hydra_records, secret_values
+from src.machinery.stored_config import rebuild_run_config
+from src.machinery.tracking import finish_tracking
 
 log = logging.getLogger(__name__)
 tidy_console()

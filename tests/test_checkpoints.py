@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from src.checkpointing import AtomicCheckpointIO, checksum_path, read_checkpoint, temp_files, temp_name
-from src.config import ROOT
 from src.errors import CheckpointError
 from src.eval import evaluate
+from src.machinery.checkpoint_files import AtomicCheckpointIO, checksum_path, read_checkpoint, temp_files, temp_name
+from src.machinery.config import ROOT
 from src.train import train
 from tests.conftest import FAST, compose_config, run_script
 

@@ -16,7 +16,7 @@ LOADERS = {
 }  # fmt: skip
 
 COMPOSED = "Hydra's composition of conf/ and the command line (train.py, eval.py, or compose_config in scripts)"
-REBUILT = "src.stored_config.rebuild_run_config: conf/ with the checkpoint's checked choices and plain values"
+REBUILT = "src.machinery.stored_config.rebuild_run_config: conf/ with the checkpoint's checked choices and plain values"
 # (file, enclosing function, called name, first argument) -> where that config comes from
 CALL_SITES = {
     ("src/train.py", "build", "instantiate", "cfg.data"): COMPOSED,
@@ -29,10 +29,15 @@ CALL_SITES = {
     ("src/eval.py", "evaluate", "instantiate_loggers", 'cfg.get("logger")'): COMPOSED,
     ("src/eval.py", "evaluate", "instantiate_group", 'cfg.get("callbacks")'): COMPOSED,
     ("src/eval.py", "evaluate", "instantiate_trainer", "cfg.trainer"): COMPOSED,
-    ("src/utils/instantiate.py", "instantiate_group", "instantiate", "node"): "a node of the group its caller passes",
-    ("src/utils/instantiate.py", "instantiate_loggers", "instantiate_group", "group"): "its caller's group",
-    ("src/utils/instantiate.py", "instantiate_callbacks", "instantiate_group", "group"): "its caller's group",
-    ("src/utils/instantiate.py", "instantiate_trainer", "instantiate", "trainer_cfg"): "its caller's trainer node",
+    (
+        "src/machinery/instantiate.py",
+        "instantiate_group",
+        "instantiate",
+        "node",
+    ): "a node of the group its caller passes",
+    ("src/machinery/instantiate.py", "instantiate_loggers", "instantiate_group", "group"): "its caller's group",
+    ("src/machinery/instantiate.py", "instantiate_callbacks", "instantiate_group", "group"): "its caller's group",
+    ("src/machinery/instantiate.py", "instantiate_trainer", "instantiate", "trainer_cfg"): "its caller's trainer node",
     ("scripts/benchmark.py", "pytorch_samples_per_s", "instantiate", "cfg.data"): COMPOSED,
     ("scripts/benchmark.py", "pytorch_samples_per_s", "instantiate", "cfg.model.net"): COMPOSED,
     ("scripts/benchmark.py", "pytorch_samples_per_s", "instantiate", "cfg.optimizer"): COMPOSED,

@@ -6,7 +6,7 @@ from hydra.utils import instantiate
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor
 
-from src.utils.instantiate import instantiate_callbacks, instantiate_loggers
+from src.machinery.instantiate import instantiate_callbacks, instantiate_loggers
 from tests.conftest import CONF
 
 

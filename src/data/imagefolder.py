@@ -13,9 +13,9 @@ from torchvision import transforms
 from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import has_file_allowed_extension
 
-from src.data.device_batches import DeviceBatches
 from src.data.tensor_data import Split, TensorDataModule, hold_out, stratified_fraction
 from src.errors import DataError
+from src.machinery.device_batches import DeviceBatches
 
 log = logging.getLogger(__name__)
 

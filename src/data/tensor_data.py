@@ -7,10 +7,10 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from src.data.augment import random_crop, random_flip
-from src.data.device_batches import DeviceBatches
-from src.data.resumable import ResumableDataLoader, ResumableSampler
 from src.errors import DataError
+from src.machinery.augment import random_crop, random_flip
+from src.machinery.device_batches import DeviceBatches
+from src.machinery.resumable import ResumableDataLoader, ResumableSampler
 
 Split = tuple[torch.Tensor, torch.Tensor]  # images (N, C, H, W), labels (N,)
 
@@ -197,7 +197,7 @@ class TensorDataModule(pl.LightningDataModule):
         return loader
 
     def state_dict(self) -> dict[str, Any]:
-        """Saved in every checkpoint: where the next training batch comes from (see `src.data.resumable`)."""
+        """Saved in every checkpoint: where the next training batch comes from (see `src.machinery.resumable`)."""
         return {"train_position": self._train_loader.state_dict()} if self._train_loader is not None else {}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

@@ -19,8 +19,8 @@ from typing import Any
 import yaml
 from lightning.pytorch.utilities import rank_zero_only
 
-from src.plain_yaml import PlainYamlError, load_plain_yaml
-from src.run_folder import read_text, write_text
+from src.machinery.plain_yaml import PlainYamlError, load_plain_yaml
+from src.machinery.run_folder import read_text, write_text
 
 SECRET_NAME = re.compile(
     r"api[_-]?key|token|secret|passw(or)?d|passphrase|credential|pwd$|(^|[_-])key$|account[_-]?key"

@@ -10,10 +10,10 @@ from hydra.types import RunMode
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from src.run_folder import write_text
-from src.utils.git import git_state
-from src.utils.hardware import describe_hardware
-from src.utils.secrets import redact, secret_values
+from src.machinery.git import git_state
+from src.machinery.hardware import describe_hardware
+from src.machinery.run_folder import write_text
+from src.machinery.secrets import redact, secret_values
 
 
 def run_config(cfg: DictConfig) -> dict[str, Any]:

@@ -13,8 +13,9 @@ from urllib.parse import urlparse
 from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-from src.run_folder import read_text, write_text
-from src.utils.secrets import argv_redacted, secret_values
+from src.machinery.lightning_shims import experiment_started
+from src.machinery.run_folder import read_text, write_text
+from src.machinery.secrets import argv_redacted, secret_values
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +100,8 @@ class RedactingWandbLogger(WandbLogger):
 
     @property
     def experiment(self):  # wandb's Run, or Lightning's stand-in on ranks other than 0
-        if self._experiment is not None:
-            return self._experiment
+        if experiment_started(self):
+            return super().experiment
         with argv_redacted(secret_values()):
             return super().experiment
 
@@ -109,7 +110,7 @@ class RedactingWandbLogger(WandbLogger):
 def finish_tracking(loggers: list[Logger]) -> None:
     """Close this job's W&B run (so the next job of a multirun starts its own) and say where it is."""
     for logger in loggers:
-        if not isinstance(logger, WandbLogger) or logger._experiment is None:
+        if not isinstance(logger, WandbLogger) or not experiment_started(logger):
             continue
         run = logger.experiment
         run_dir = Path(run.dir).parent  # .../wandb/<offline-run-...>/files -> the run's folder

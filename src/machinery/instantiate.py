@@ -10,8 +10,8 @@ from lightning.pytorch.callbacks import Callback, LearningRateMonitor
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig
 
-from src.checkpointing import AtomicCheckpointIO
-from src.utils.hardware import check_accelerator, configure_speed, resolve_precision
+from src.machinery.checkpoint_files import AtomicCheckpointIO
+from src.machinery.hardware import check_accelerator, configure_speed, resolve_precision
 
 log = logging.getLogger(__name__)
 

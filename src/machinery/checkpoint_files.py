@@ -18,7 +18,6 @@ from typing import Any
 
 import torch
 from lightning.fabric.utilities.cloud_io import get_filesystem
-from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from src.errors import CheckpointError
@@ -265,29 +264,29 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         super().__init__()
         self.model = model
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None) -> None:
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None) -> None:
         if storage_options is not None or "://" in str(path):
             return super().save_checkpoint(checkpoint, path, storage_options)  # remote storage: fsspec's way
         buffer = io.BytesIO()
         torch.save(checkpoint, buffer)
         save_checkpoint_file(path, buffer.getvalue())
 
-    def load_checkpoint(self, path: _PATH, map_location: Any = "cpu", weights_only: bool | None = None) -> dict:
+    def load_checkpoint(self, path: str | Path, map_location: Any = "cpu", weights_only: bool | None = None) -> dict:
         # weights_only is always True: a checkpoint never gets to run code, whatever the caller asks.
         checkpoint = read_checkpoint(path, map_location)
         if self.model is not None:
             check_state_dict_fits(self.model.state_dict(), checkpoint["state_dict"], source=path)
         return checkpoint
 
-    def remove_checkpoint(self, path: _PATH) -> None:
+    def remove_checkpoint(self, path: str | Path) -> None:
         remove_checkpoint_file(path)
 
 
-def remove_checkpoint_file(path: _PATH) -> bool:
+def remove_checkpoint_file(path: str | Path) -> bool:
     """Remove one regular checkpoint file and its checksum file, never a folder or what a link points to.
 
     Lightning's own removal is recursive; a path restored from a checkpoint could name a folder (see
-    `src.restored_state`, which drops such paths first). Returns whether a file was removed.
+    `src.machinery.restored_state`, which drops such paths first). Returns whether a file was removed.
     """
     if "://" in str(path):  # remote storage: one file, not recursively
         fs = get_filesystem(path)
