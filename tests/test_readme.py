@@ -1,6 +1,7 @@
-"""The README cannot drift from the code: its commands run as written and its recipes work when followed literally.
+"""The README and docs/ cannot drift from the code: their commands run as written and their recipes work when followed
+literally.
 
-Markers in README.md (HTML comments, invisible on GitHub) say what each fenced block is for:
+Markers in README.md and docs/*.md (HTML comments, invisible on GitHub) say what each fenced block is for:
 `<!-- runnable -->` before a bash block: every line is a command a reader runs, top to bottom;
 `<!-- file: PATH -->` before a block: a file the reader writes at PATH.
 """
@@ -22,6 +23,10 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from tests.conftest import ROOT, compose_config, repo_files
 
 README = ROOT / "README.md"
+# Read in this order, as a reader would (later commands use what earlier ones made); then any other docs/*.md.
+DOCS_ORDER = ["configuration", "workflow", "reliability", "devices", "extending", "benchmark", "troubleshooting"]
+DOCS = [README, *(ROOT / "docs" / f"{name}.md" for name in DOCS_ORDER)]
+DOCS += sorted(set((ROOT / "docs").glob("*.md")) - set(DOCS))
 FENCE = re.compile(r"^<!-- (runnable|file: (\S+)) -->\n```\w*\n(.*?)^```", re.M | re.S)
 # A few batches of one epoch: enough to run every code path a command touches, in seconds.
 TINY = {
@@ -60,8 +65,12 @@ def commands_in(block: str) -> list[str]:
     return [line for line in lines if line and not line.startswith("#")]
 
 
-def readme_steps(text: str | None = None) -> list[Step]:
-    text = README.read_text() if text is None else text
+def readme_steps() -> list[Step]:
+    """The steps of README.md and docs/*.md, in reading order."""
+    return [step for doc in DOCS for step in doc_steps(doc.read_text())]
+
+
+def doc_steps(text: str) -> list[Step]:
     steps = []
     for match in FENCE.finditer(text):
         section = section_of(text, match.start())
@@ -115,6 +124,13 @@ def follow(step: Step, repo: Path, env: dict) -> None:
 
 
 ALL_STEPS = readme_steps()
+
+
+def test_the_readme_is_short_and_links_every_doc():
+    """README.md says what the template is, how to start and where to read on: at most 250 lines."""
+    text = README.read_text()
+    assert len(text.splitlines()) <= 250
+    assert all(f"(docs/{doc.name})" in text for doc in DOCS[1:])
 
 
 def test_the_readme_marks_its_commands_and_recipes():
@@ -214,13 +230,14 @@ def train_overrides(command: str) -> list[str] | None:
 
 
 def every_train_command() -> list[str]:
-    """Every `python train.py` line in the README's bash blocks, runnable here or not (GPU, SLURM, ...), except
-    in the "Add your own ..." recipes, whose options exist only once a reader has written them."""
-    text = README.read_text()
+    """Every `python train.py` line in the bash blocks of README.md and docs/, runnable here or not (GPU, SLURM,
+    ...), except in the "Add ..." recipes, whose options exist only once a reader has written them."""
     commands = []
-    for block in re.finditer(r"^```bash\n(.*?)^```", text, re.M | re.S):
-        if not section_of(text, block.start()).startswith("Add a"):
-            commands += [c for c in commands_in(block.group(1)) if train_overrides(c) is not None]
+    for doc in DOCS:
+        text = doc.read_text()
+        for block in re.finditer(r"^```bash\n(.*?)^```", text, re.M | re.S):
+            if not section_of(text, block.start()).startswith("Add a"):
+                commands += [c for c in commands_in(block.group(1)) if train_overrides(c) is not None]
     return commands
 
 

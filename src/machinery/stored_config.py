@@ -27,7 +27,7 @@ RESERVED_KEYS = frozenset({"_target_", "_partial_", "_args_", "_recursive_", "_c
 CHOICE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)*")
 TRUSTED_HINT = (
     "a checkpoint's config may pick files in conf/ and set plain values, never name code; if you trust this file, "
-    "add the config it needs under conf/ (README: 'What is trusted')"
+    "add the config it needs under conf/ (docs/reliability.md: 'What is trusted')"
 )
 
 
