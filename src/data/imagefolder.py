@@ -15,7 +15,6 @@ from torchvision.datasets.folder import has_file_allowed_extension
 
 from src.data.tensor_data import Split, TensorDataModule, hold_out, stratified_fraction
 from src.errors import DataError
-from src.machinery.device_batches import DeviceBatches
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +47,6 @@ class ImageFolderDataModule(TensorDataModule):
         self.val_fraction = val_fraction
         self.split_seed = split_seed
         self.in_memory = in_memory
-        self.datasets: dict[str, Dataset] = {}
 
     def _folder(self, split: str) -> ImageFolder:
         in_channels, size, _ = self.dims
@@ -111,11 +109,6 @@ class ImageFolderDataModule(TensorDataModule):
         """A stratified `train_fraction` of the training files (the in-memory path subsamples the tensors)."""
         targets = [train.dataset.targets[i] for i in train.indices] if isinstance(train, Subset) else train.targets
         return Subset(train, stratified_fraction(torch.as_tensor(targets), self.train_fraction).tolist())
-
-    def _loader(self, split: str, shuffle: bool) -> DataLoader | DeviceBatches:
-        if self.in_memory:
-            return super()._loader(split, shuffle)
-        return self._dataloader(self.datasets[split], shuffle)
 
 
 class ContainedImageFolder(ImageFolder):

@@ -43,7 +43,8 @@ def keep_batch(batch: Split) -> Split:
 
 
 class ServedDataModule(pl.LightningDataModule):
-    """Serves `self.splits` ({"train": (images, labels), ...}, set by the subclass's `setup`) in batches.
+    """Serves the splits a subclass's `setup` makes, in batches: `self.splits` ({"train": (images, labels), ...}) held
+    as tensors, or `self.datasets` ({"train": a Dataset, ...}) read item by item (files decoded in workers).
 
     The training loader shuffles with a seeded, per-epoch sampler (rank 0's seed on every rank) and resumes
     mid-epoch from a checkpoint. With `on_device=True` the splits are copied to the training device once and batches
@@ -65,6 +66,7 @@ class ServedDataModule(pl.LightningDataModule):
         self.pin_memory = pin_memory
         self.on_device = on_device
         self.splits: dict[str, Split] = {}
+        self.datasets: dict[str, Dataset] = {}
         self.shuffle_seed: int | None = None  # drawn once, by `_agreed_shuffle_seed`
         self._train_loader: ResumableDataLoader | DeviceBatches | None = None
         self._resume_position: dict | None = None  # from a checkpoint, for the next training loader
@@ -104,6 +106,8 @@ class ServedDataModule(pl.LightningDataModule):
         return ResumableDataLoader(dataset, batch_size=self.batch_size, sampler=sampler, generator=generator, **common)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader | DeviceBatches:
+        if split not in self.splits:
+            return self._dataloader(self.datasets[split], shuffle)
         images, labels = self.splits[split]
         if self.on_device:
             batch_size = self.batch_size if shuffle else self.eval_batch_size
