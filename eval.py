@@ -4,12 +4,15 @@ python eval.py ckpt_path=outputs/train/<date>_<time>/checkpoints/last.ckpt
 python eval.py ckpt_path=... data=mnist data.data_dir=/elsewhere   # other data, same model
 """
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
-from src.checkpoint_path import check_checkpoint_path
-from src.config import load_machine_env, register_schemas
 from src.errors import exit_on_run_error
+from src.machinery.checkpoint_path import check_checkpoint_path
+from src.machinery.config import load_machine_env, register_schemas
+from src.machinery.run_folder import check_run_folder_argument
 
 load_machine_env()
 register_schemas()
@@ -26,4 +29,6 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    with exit_on_run_error():  # before Hydra writes its records and opens the log in an existing run folder
+        check_run_folder_argument(sys.argv[1:])
     main()

@@ -8,13 +8,16 @@ python train.py resume=true hydra.run.dir=outputs/train/<date>_<time>   # contin
 torchrun --nproc-per-node=2 train.py trainer=ddp trainer.devices=2   # srun, SLURM arrays, Kubernetes: docs/launchers.md
 """
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
-from src.checkpoint_path import check_checkpoint_path
-from src.config import check_value_ranges, load_machine_env, register_schemas
 from src.errors import exit_on_run_error
-from src.run_folder import check_new_run_folder
+from src.machinery.checkpoint_path import check_checkpoint_path
+from src.machinery.config import check_value_ranges, load_machine_env, register_schemas
+from src.machinery.launch_folder import check_new_run_folder
+from src.machinery.run_folder import check_run_folder_argument
 
 load_machine_env()
 register_schemas()
@@ -38,4 +41,6 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    with exit_on_run_error():  # before Hydra writes its records and opens the log in an existing run folder
+        check_run_folder_argument(sys.argv[1:])
     main()

@@ -12,15 +12,23 @@ code's commit (`*` when the tree was dirty), each run's final value of every met
 of `--metric` (highest; lowest for a loss), best run first. `--plot FILE` draws `--metric` against the step for
 every run in one chart; with `--x KEY` it draws the final `--metric` (default test/acc) against that config value
 instead. `--wandb ENTITY/PROJECT` reads the same from the W&B API (filtered by `--group` and `--tags`).
+
+Run folders may come from elsewhere: what is printed has its control characters removed, CSV cells that a
+spreadsheet would run as a formula are quoted, and a config.yaml with YAML aliases or over 16 MiB is refused.
 """
 
 import argparse
 import csv
 import math
+import re
+import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from src.machinery.plain_yaml import PlainYamlError, read_plain_yaml  # noqa: E402
 
 # Keys that differ between any two runs without saying anything about them.
 NOISE = (
@@ -32,6 +40,34 @@ CHOICE = "choices."  # the run record's config-group options: choices.model = rn
 DEFAULT_METRICS = ["val/acc", "test/acc", "test/loss"]
 
 History = dict[str, list[tuple[float, float]]]  # metric -> [(step, value), ...] in logging order
+MAX_METRICS_BYTES = 256 << 20
+# Terminal escape sequences (CSI, OSC), then any other control or bidirectional-override character.
+ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b.?")
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def printable(text: str) -> str:
+    """`text` without terminal escape sequences or control characters (a run folder's values are not trusted)."""
+    return CONTROL.sub("?", ESCAPES.sub("", text))
+
+
+def csv_cell(text: str) -> str:
+    """A cell no spreadsheet runs as a formula: one starting with = + - @ (or tab, CR) gets a leading quote,
+    unless it is a number."""
+    if text.startswith(FORMULA_START):
+        try:
+            float(text)
+        except ValueError:
+            return "'" + text
+    return text
+
+
+def refuse(path: Path, problem: str) -> SystemExit:
+    """One line naming the file and the problem (exit 1)."""
+    return SystemExit(
+        f"Error: {path}: {problem}; refused (leave that folder out, or if you trust it, rewrite the file as plain data)"
+    )
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -47,14 +83,19 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 def read_history(metrics_csv: Path) -> History:
     """Every logged value of every metric in a Lightning CSVLogger file, with its step."""
     history: History = {}
-    if not metrics_csv.exists():
+    if not metrics_csv.is_file():
         return history
-    with open(metrics_csv) as f:
-        for row in csv.DictReader(f):
-            step = float(row.get("step") or "nan")
-            for key, value in row.items():
-                if value not in ("", None) and key not in ("epoch", "step"):
-                    history.setdefault(key, []).append((step, float(value)))
+    if metrics_csv.stat().st_size > MAX_METRICS_BYTES:
+        raise refuse(metrics_csv, f"over {MAX_METRICS_BYTES >> 20} MiB")
+    try:
+        with open(metrics_csv, errors="replace") as f:
+            for row in csv.DictReader(f):
+                step = float(row.get("step") or "nan")
+                for key, value in row.items():
+                    if value not in ("", None) and key not in ("epoch", "step"):
+                        history.setdefault(str(key), []).append((step, float(value)))
+    except (csv.Error, ValueError, TypeError) as error:
+        raise refuse(metrics_csv, f"not a metrics CSV ({printable(str(error))[:200]})") from None
     return history
 
 
@@ -73,12 +114,18 @@ def best(history: History, metric: str) -> float | None:
 
 def find_runs(roots: list[Path]) -> list[Path]:
     """Folders under `roots` (run folders or sweep folders) that hold a run's config.yaml."""
-    found = {p.parent for root in roots for p in root.rglob("config.yaml")}
+    found = {p.parent for root in roots for p in root.rglob("config.yaml") if not p.is_symlink()}
     return sorted(f for f in found if not any(part.startswith(".") or part == "wandb" for part in f.parts))
 
 
 def load_run(folder: Path) -> dict[str, Any]:
-    config = yaml.safe_load((folder / "config.yaml").read_text()) or {}
+    path = folder / "config.yaml"
+    try:
+        config = read_plain_yaml(path) or {}
+    except PlainYamlError as error:
+        raise refuse(path, f"not plain YAML ({printable(str(error))[:200]})") from None
+    if not isinstance(config, dict):
+        raise refuse(path, "not a mapping of config keys")
     return _run(str(folder), config, read_history(folder / "csv" / "metrics.csv"), config.get("tags") or [])
 
 
@@ -149,6 +196,7 @@ def table(runs: list[dict], keys: list[str], metrics: list[str], best_of: str) -
 
 
 def print_table(rows: list[list[str]]) -> None:
+    rows = [[printable(cell) for cell in row] for row in rows]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for i, row in enumerate(rows):
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
@@ -253,12 +301,13 @@ def main(argv: list[str] | None = None) -> list[list[str]]:
     print_table(rows)
     if args.csv:
         with open(args.csv, "w", newline="") as f:
-            csv.writer(f).writerows(rows)
+            csv.writer(f).writerows([[csv_cell(printable(cell)) for cell in row] for row in rows])
     if args.plot:
         if args.x:
             plot_against(runs, args.x, args.metric, args.plot)
         else:
             labels = [" ".join(f"{column_name(k)}={r['config'].get(k)}" for k in keys)[:60] or r["name"] for r in runs]
+            labels = [printable(label) for label in labels]
             plot_curves(runs, args.metric, labels, args.plot)
         print(f"Chart written to {args.plot}")
     return rows

@@ -23,6 +23,10 @@ class CheckpointError(RunError):
     """A checkpoint that is missing, empty, truncated, corrupted, foreign or unsafe to unpickle."""
 
 
+class RunFolderError(RunError):
+    """A run folder that a run must not write into as it is: links planted in it, a file that is not a file."""
+
+
 class NonFiniteLossError(RunError):
     """Training stopped at a NaN or infinite loss, before that step changed the weights."""
 

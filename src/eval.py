@@ -9,23 +9,28 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from src.checkpointing import check_state_dict_fits, read_checkpoint
 from src.errors import CheckpointError
-from src.utils.console import tidy_console
-from src.utils.instantiate import instantiate_group, instantiate_loggers, instantiate_trainer
-from src.utils.tracking import finish_tracking
+from src.machinery.checkpoint_files import check_state_dict_fits, read_checkpoint
+from src.machinery.console import tidy_console
+from src.machinery.instantiate import instantiate_group, instantiate_loggers, instantiate_trainer
+from src.machinery.secrets import redact_hydra_records, secret_values
+from src.machinery.stored_config import rebuild_run_config
+from src.machinery.tracking import finish_tracking
 
 log = logging.getLogger(__name__)
 tidy_console()
 
 
 def load_checkpoint(ckpt_path: str | Path) -> tuple[DictConfig, dict]:
-    """The training config (stored by `RunConfigInCheckpoint`) and the weights of a checkpoint (verified, and
-    loaded with `weights_only=True`)."""
+    """The training config and the weights of a checkpoint (verified, and loaded with `weights_only=True`).
+
+    The config is rebuilt from this repository's conf/ with the choices and plain values the checkpoint recorded
+    (`RunConfigInCheckpoint`): nothing in the file chooses which code runs.
+    """
     checkpoint = read_checkpoint(ckpt_path)
     if "run_config" not in checkpoint:
         raise CheckpointError(f"checkpoint {ckpt_path} holds no run_config: not written by this template's train.py")
-    return OmegaConf.create(checkpoint["run_config"]), checkpoint["state_dict"]
+    return rebuild_run_config(checkpoint["run_config"], ckpt_path), checkpoint["state_dict"]
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
@@ -33,6 +38,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     if not cfg.get("ckpt_path"):
         raise CheckpointError("eval.py needs ckpt_path=<path to a .ckpt file>")
     ckpt_path = Path(cfg.ckpt_path)
+    # Hydra recorded the command line (a key given there included) before this ran: redact its records.
+    redact_hydra_records(cfg.paths.output_dir, secret_values(OmegaConf.to_container(cfg, resolve=True)))
     trained, state_dict = load_checkpoint(ckpt_path)
     data_cfg = cfg.data if cfg.get("data") else trained.data
     # Evaluation never compiles: a compiled run's weights load unchanged into the plain network.

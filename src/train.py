@@ -10,20 +10,20 @@ import lightning.pytorch as pl
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import Logger
-from lightning.pytorch.strategies.launchers import _SubprocessScriptLauncher
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from src.callbacks.energy import energy_summary
-from src.callbacks.random_state import RandomStateInCheckpoint
-from src.callbacks.run_config import RunConfigInCheckpoint
 from src.errors import CheckpointError, Preempted, RunError
-from src.utils.console import tidy_console
-from src.utils.instantiate import instantiate_callbacks, instantiate_loggers, instantiate_trainer
-from src.utils.multirun import isolated_job
-from src.utils.run_record import describe_run, run_config, save_run_config, set_default_group
-from src.utils.secrets import redact_hydra_records, secret_values
-from src.utils.tracking import finish_tracking
+from src.machinery.console import tidy_console
+from src.machinery.instantiate import instantiate_callbacks, instantiate_loggers, instantiate_trainer
+from src.machinery.lightning_shims import kill_launched_ranks
+from src.machinery.multirun import isolated_job
+from src.machinery.run_config import RunConfigInCheckpoint
+from src.machinery.run_folder import check_no_links
+from src.machinery.run_record import describe_run, run_config, save_run_config, set_default_group
+from src.machinery.secrets import redact_hydra_records, secret_values
+from src.machinery.tracking import finish_tracking
 
 log = logging.getLogger(__name__)
 tidy_console()
@@ -59,9 +59,13 @@ def build(cfg: DictConfig, **trainer_overrides: Any) -> Run:
     module: pl.LightningModule = instantiate(cfg.model, optimizer=cfg.optimizer, scheduler=cfg.get("scheduler"))
     loggers = instantiate_loggers(cfg.get("logger"))
     callbacks = instantiate_callbacks(cfg.get("callbacks"), has_logger=bool(loggers))
-    callbacks += [RunConfigInCheckpoint(record), RandomStateInCheckpoint()]
+    for callback in callbacks:
+        if isinstance(callback, RunConfigInCheckpoint):
+            callback.run_config = record
     callbacks += trainer_overrides.pop("callbacks", [])
-    trainer = instantiate_trainer(cfg.trainer, callbacks=callbacks, logger=loggers or False, **trainer_overrides)
+    trainer = instantiate_trainer(
+        cfg.trainer, module, callbacks=callbacks, logger=loggers or False, **trainer_overrides
+    )
     record.update(describe_run(module, trainer))
     save_run_config(record, cfg.paths.output_dir)
     for logger in loggers:
@@ -75,6 +79,7 @@ def resume_from(cfg: DictConfig) -> str | None:
     """
     ckpt_path = cfg.get("ckpt_path")
     if cfg.get("resume") or ckpt_path == "last":
+        check_no_links(cfg.paths.output_dir)  # a copied folder: nothing the run writes may leave it
         last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
         if last.is_file():
             log.info("Resuming from %s", last)
@@ -111,7 +116,7 @@ def _fit_and_test(run: Run, cfg: DictConfig, ckpt_path: str | None) -> dict[str,
         raise Preempted(signal.SIGTERM, None) from None
     except Exception as error:
         if not isinstance(error, RunError):  # a crash, not a stop every rank takes together
-            stop_launched_ranks(trainer)
+            kill_launched_ranks(trainer)
         raise
     finally:
         finish_tracking(loggers)
@@ -123,14 +128,6 @@ def _fit_and_test(run: Run, cfg: DictConfig, ckpt_path: str | None) -> dict[str,
             log.info("Cost: %s", cost)
         log.info("Run directory: %s", cfg.paths.output_dir)
     return metrics
-
-
-def stop_launched_ranks(trainer: pl.Trainer) -> None:
-    """Kill the DDP ranks this process started (Lightning does so only on Ctrl-C): a rank stuck outside any
-    collective would otherwise outlive a crashed rank 0 forever."""
-    launcher = trainer.strategy.launcher
-    if isinstance(launcher, _SubprocessScriptLauncher):
-        launcher.kill(signal.SIGKILL)
 
 
 def _format(metrics: dict[str, Any]) -> str:

@@ -6,9 +6,9 @@ from types import SimpleNamespace
 import torch
 from lightning.pytorch.callbacks import RichProgressBar
 
-from src.callbacks.progress import LineProgress, auto_progress_bar
 from src.callbacks.test_figures import TestFigures
 from src.callbacks.throughput import ThroughputMonitor
+from src.machinery.progress import LineProgress, auto_progress_bar
 from src.train import build, train
 from tests.conftest import FAST
 from tests.test_train import wandb_summary

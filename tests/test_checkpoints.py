@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from src.checkpointing import AtomicCheckpointIO, checksum_path, read_checkpoint, temp_files
-from src.config import ROOT
 from src.errors import CheckpointError
 from src.eval import evaluate
+from src.machinery.checkpoint_files import AtomicCheckpointIO, checksum_path, read_checkpoint, temp_files, temp_name
+from src.machinery.config import ROOT
 from src.train import train
 from tests.conftest import FAST, compose_config, run_script
 
@@ -191,9 +191,9 @@ def test_a_temporary_file_stranded_by_a_killed_save_is_removed_at_the_next_load(
     if dead == 0:
         os._exit(0)
     os.waitpid(dead, 0)  # a process id that no longer exists
-    stranded = tmp_path / f".last.ckpt.tmp-{dead}"
+    stranded = tmp_path / (temp_name(path).rsplit("-", 1)[0] + f"-{dead}")
     stranded.write_bytes(b"a complete save, never renamed")
-    alive = tmp_path / f".last.ckpt.tmp-{os.getpid()}"  # a save in progress, in a live process
+    alive = tmp_path / temp_name(path)  # a save in progress, in a live process
     alive.write_bytes(b"being written")
     assert read_checkpoint(path)["global_step"] == 3
     assert temp_files(tmp_path) == [alive]

@@ -11,11 +11,11 @@ import torch
 from hydra.utils import instantiate
 from PIL import Image
 
-from src.data.augment import random_crop, random_flip
 from src.data.digits import DigitsDataModule
 from src.data.imagefolder import ImageFolderDataModule
 from src.data.synthetic import SyntheticDataModule
 from src.errors import DataError
+from src.machinery.augment import random_crop, random_flip
 from tests.conftest import SHARED_DATA
 
 DIGITS = dict(num_classes=10, in_channels=1, image_size=8, mean=(0.3053,), std=(0.376,))

@@ -10,9 +10,9 @@ import time
 import pytest
 import torch
 
-from src.callbacks.finite_loss import FiniteLoss
-from src.config import ROOT
 from src.errors import DataError
+from src.machinery.config import ROOT
+from src.machinery.finite_loss import FiniteLoss
 from src.train import train
 from tests.conftest import FAST, run_script
 from tests.test_data import write_image_tree

@@ -15,10 +15,10 @@ import pytest
 import torch
 import yaml
 
-from src.checkpoint_path import check_checkpoint_path
-from src.config import ROOT
 from src.errors import CheckpointError, RunError
-from src.run_folder import LaunchError, check_new_run_folder, launch_id
+from src.machinery.checkpoint_path import check_checkpoint_path
+from src.machinery.config import ROOT
+from src.machinery.launch_folder import LaunchError, check_new_run_folder, launch_id
 from tests.probes import read_ranks
 from tests.test_resume import assert_equal_nested
 

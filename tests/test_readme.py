@@ -1,10 +1,12 @@
-"""The README cannot drift from the code: its commands run as written and its recipes work when followed literally.
+"""The README and docs/ cannot drift from the code: their commands run as written and their recipes work when followed
+literally.
 
-Markers in README.md (HTML comments, invisible on GitHub) say what each fenced block is for:
+Markers in README.md and docs/*.md (HTML comments, invisible on GitHub) say what each fenced block is for:
 `<!-- runnable -->` before a bash block: every line is a command a reader runs, top to bottom;
 `<!-- file: PATH -->` before a block: a file the reader writes at PATH.
 """
 
+import csv
 import os
 import re
 import shlex
@@ -21,6 +23,10 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from tests.conftest import ROOT, compose_config, repo_files
 
 README = ROOT / "README.md"
+# Read in this order, as a reader would (later commands use what earlier ones made); then any other docs/*.md.
+DOCS_ORDER = ["configuration", "workflow", "reliability", "devices", "extending", "benchmark", "troubleshooting"]
+DOCS = [README, *(ROOT / "docs" / f"{name}.md" for name in DOCS_ORDER)]
+DOCS += sorted(set((ROOT / "docs").glob("*.md")) - set(DOCS))
 FENCE = re.compile(r"^<!-- (runnable|file: (\S+)) -->\n```\w*\n(.*?)^```", re.M | re.S)
 # A few batches of one epoch: enough to run every code path a command touches, in seconds.
 TINY = {
@@ -59,8 +65,12 @@ def commands_in(block: str) -> list[str]:
     return [line for line in lines if line and not line.startswith("#")]
 
 
-def readme_steps(text: str | None = None) -> list[Step]:
-    text = README.read_text() if text is None else text
+def readme_steps() -> list[Step]:
+    """The steps of README.md and docs/*.md, in reading order."""
+    return [step for doc in DOCS for step in doc_steps(doc.read_text())]
+
+
+def doc_steps(text: str) -> list[Step]:
     steps = []
     for match in FENCE.finditer(text):
         section = section_of(text, match.start())
@@ -116,6 +126,13 @@ def follow(step: Step, repo: Path, env: dict) -> None:
 ALL_STEPS = readme_steps()
 
 
+def test_the_readme_is_short_and_links_every_doc():
+    """README.md says what the template is, how to start and where to read on: at most 250 lines."""
+    text = README.read_text()
+    assert len(text.splitlines()) <= 250
+    assert all(f"(docs/{doc.name})" in text for doc in DOCS[1:])
+
+
 def test_the_readme_marks_its_commands_and_recipes():
     commands = [s.command for s in ALL_STEPS if s.command]
     files = [s.path for s in ALL_STEPS if s.path]
@@ -126,6 +143,8 @@ def test_the_readme_marks_its_commands_and_recipes():
         "src/data/npz.py",
         "conf/data/npz.yaml",
         "conf/experiment/digits_mlp.yaml",
+        "src/callbacks/grad_norm.py",
+        "conf/callbacks/grad_norm.yaml",
     ]
 
 
@@ -138,29 +157,63 @@ def test_every_runnable_readme_command_runs_as_written(step, reader):
     follow(step, reader["repo"], reader["env"])
 
 
-def test_add_a_model_recipe_followed_literally_trains_the_new_model(repo_copy):
-    """The files of "Add a model" written as shown, then its first command run as shown (no limits added)."""
-    recipe = [s for s in ALL_STEPS if s.section == "Add a model"]
+def write_recipe(section: str, repo: Path) -> list[Step]:
+    """Write the files of a recipe section into `repo` as shown, check they pass the project's lint; its commands."""
+    recipe = [s for s in ALL_STEPS if s.section == section]
     files = [s for s in recipe if s.path]
-    command = next(s.command for s in recipe if s.command)
-    assert command.startswith("python train.py model=mlp")
     for step in files:
-        follow(step, repo_copy, {})
+        follow(step, repo, {})
+    python_files = [s.path for s in files if s.path.endswith(".py")]
     lint = subprocess.run(
-        [Path(sys.executable).parent / "ruff", "check", *[s.path for s in files if s.path.endswith(".py")]],
-        cwd=repo_copy,
-        capture_output=True,
-        text=True,
+        [Path(sys.executable).parent / "ruff", "check", *python_files], cwd=repo, capture_output=True, text=True
     )
     assert lint.returncode == 0, lint.stdout  # the recipe's code passes the project's own lint
+    return [s for s in recipe if s.command]
 
+
+def run_literally(command: str, repo: Path, *extra: str) -> tuple[float, Path]:
+    """Run a README `python train.py ...` command as written (no limits added), plus `extra` overrides; the run's
+    test/acc and folder."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline"}
-    args = [sys.executable, *shlex.split(command)[1:], "logger=csv"]
-    done = subprocess.run(args, cwd=repo_copy, env=env, capture_output=True, text=True, timeout=300)
+    args = [sys.executable, *shlex.split(command)[1:], "logger=csv", *extra]
+    done = subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     test_acc = float(re.search(r"Final metrics: .*test/acc=([0-9.]+)", done.stdout + done.stderr).group(1))
+    run_dir = Path(re.search(r"Run directory: (\S+)", done.stdout + done.stderr).group(1))
+    return test_acc, repo / run_dir
+
+
+@pytest.mark.slow
+def test_add_a_model_recipe_followed_literally_trains_the_new_model_with_the_module_settings(repo_copy):
+    """The files of "Add a model" written as shown; its first command run as shown (no limits added), with the
+    module's settings that every built-in network accepts."""
+    command = write_recipe("Add a model", repo_copy)[0].command
+    assert command.startswith("python train.py model=mlp")
+    settings = ["model.label_smoothing=0.1", "model.compile=true", "model.channels_last=true"]
+    test_acc, run_dir = run_literally(command, repo_copy, *settings)
+    print(f"{command} {' '.join(settings)}: test/acc {test_acc}")
     assert test_acc > 0.9  # 10 epochs of an MLP on the digits (chance: 0.1)
-    assert "src.models.mlp.MLP" in next(repo_copy.glob("outputs/train/*/config.yaml")).read_text()
+    config = (run_dir / "config.yaml").read_text()
+    assert "src.models.mlp.MLP" in config and "label_smoothing: 0.1" in config and "compile: true" in config
+
+
+@pytest.mark.slow
+def test_add_a_data_set_recipe_followed_literally_trains_on_the_new_data(repo_copy):
+    write_recipe("Add a model", repo_copy)  # the recipe trains the MLP of the recipe before it
+    commands = [s.command for s in write_recipe("Add a data set", repo_copy)]
+    subprocess.run(["bash", "-c", commands[0]], cwd=repo_copy, check=True)  # writes data/my_data.npz
+    test_acc, run_dir = run_literally(commands[1], repo_copy)
+    print(f"{commands[1]}: test/acc {test_acc}")
+    assert test_acc > 0.9 and "src.data.npz.NpzDataModule" in (run_dir / "config.yaml").read_text()
+
+
+@pytest.mark.slow
+def test_add_a_callback_recipe_followed_literally_logs_its_metric(repo_copy):
+    command = write_recipe("Add a callback", repo_copy)[0].command
+    _, run_dir = run_literally(command, repo_copy, "trainer.max_epochs=2")
+    with open(run_dir / "csv" / "metrics.csv") as f:
+        norms = [float(row["train/grad_norm"]) for row in csv.DictReader(f) if row.get("train/grad_norm")]
+    assert len(norms) >= 2 and all(n > 0 for n in norms)  # every 10 steps, 17 steps an epoch
 
 
 def train_overrides(command: str) -> list[str] | None:
@@ -177,13 +230,14 @@ def train_overrides(command: str) -> list[str] | None:
 
 
 def every_train_command() -> list[str]:
-    """Every `python train.py` line in the README's bash blocks, runnable here or not (GPU, SLURM, ...), except
-    in the "Add your own ..." recipes, whose options exist only once a reader has written them."""
-    text = README.read_text()
+    """Every `python train.py` line in the bash blocks of README.md and docs/, runnable here or not (GPU, SLURM,
+    ...), except in the "Add ..." recipes, whose options exist only once a reader has written them."""
     commands = []
-    for block in re.finditer(r"^```bash\n(.*?)^```", text, re.M | re.S):
-        if not section_of(text, block.start()).startswith("Add a"):
-            commands += [c for c in commands_in(block.group(1)) if train_overrides(c) is not None]
+    for doc in DOCS:
+        text = doc.read_text()
+        for block in re.finditer(r"^```bash\n(.*?)^```", text, re.M | re.S):
+            if not section_of(text, block.start()).startswith("Add a"):
+                commands += [c for c in commands_in(block.group(1)) if train_overrides(c) is not None]
     return commands
 
 

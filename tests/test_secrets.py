@@ -1,6 +1,6 @@
 """No credential reaches anything a run writes: config files, checkpoints, Hydra's records, logs or W&B."""
 
-from src.utils.secrets import REDACTED, is_secret_name, redact, secret_values
+from src.machinery.secrets import REDACTED, is_secret_name, redact, secret_values
 from tests.conftest import run_script
 
 ENV_KEY = "0123456789abcdef0123456789abcdef01234567"  # the shape of a W&B key, but fake

@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from src.data.device_batches import DeviceBatches
 from src.eval import evaluate
+from src.machinery import hardware
+from src.machinery.device_batches import DeviceBatches
 from src.train import train
-from src.utils import hardware
 from tests.conftest import FAST, compose_config
 
 

@@ -1,15 +1,18 @@
 """Bring-your-own images: a folder of `train/<class>/*` and optional `val/` and `test/` trees."""
 
 import logging
+import os
+import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import transforms
 from torchvision.datasets import ImageFolder
+from torchvision.datasets.folder import has_file_allowed_extension
 
-from src.data.device_batches import DeviceBatches
 from src.data.tensor_data import Split, TensorDataModule, hold_out, stratified_fraction
 from src.errors import DataError
 
@@ -44,7 +47,6 @@ class ImageFolderDataModule(TensorDataModule):
         self.val_fraction = val_fraction
         self.split_seed = split_seed
         self.in_memory = in_memory
-        self.datasets: dict[str, Dataset] = {}
 
     def _folder(self, split: str) -> ImageFolder:
         in_channels, size, _ = self.dims
@@ -57,7 +59,7 @@ class ImageFolderDataModule(TensorDataModule):
             ]
         )
         try:
-            folder = ImageFolder(self.data_dir / split, transform=to_tensor)
+            folder = ContainedImageFolder(self.data_dir / split, boundary=self.data_dir, transform=to_tensor)
         except FileNotFoundError as error:  # no class folders, or no image files in them
             raise DataError(f"{self.data_dir / split}: {error}") from None
         _check_readable(folder)
@@ -108,20 +110,96 @@ class ImageFolderDataModule(TensorDataModule):
         targets = [train.dataset.targets[i] for i in train.indices] if isinstance(train, Subset) else train.targets
         return Subset(train, stratified_fraction(torch.as_tensor(targets), self.train_fraction).tolist())
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader | DeviceBatches:
-        if self.in_memory:
-            return super()._loader(split, shuffle)
-        return self._dataloader(self.datasets[split], shuffle)
+
+class ContainedImageFolder(ImageFolder):
+    """torchvision's ImageFolder that stays inside `boundary` (the data folder): directory links are not followed
+    (two links to `.` would make torchvision's walk endless), and a file or class folder whose link leads out of
+    `boundary` is refused with one line naming it."""
+
+    def __init__(self, root: str | Path, boundary: str | Path, **kwargs: Any) -> None:
+        self.boundary = Path(os.path.realpath(boundary))
+        _check_inside(Path(root), self.boundary)
+        super().__init__(root, loader=_load_image, **kwargs)
+
+    def find_classes(self, directory: str | Path) -> tuple[list[str], dict[str, int]]:
+        classes, class_to_idx = super().find_classes(directory)
+        split = Path(os.path.realpath(directory))
+        for name in classes:
+            target = _check_inside(Path(directory) / name, self.boundary)
+            if split.is_relative_to(target):  # a class folder that is (a link to) the split or above it
+                raise DataError(f"{Path(directory) / name} is a link to {target}, which holds the split itself")
+        return classes, class_to_idx
+
+    def make_dataset(  # an instance method here: it needs `boundary`
+        self,
+        directory: str | Path,
+        class_to_idx: dict[str, int],
+        extensions: tuple[str, ...] | None = None,
+        is_valid_file: Any = None,
+        allow_empty: bool = False,
+    ) -> list[tuple[str, int]]:
+        samples, seen = [], set()
+        for name, index in sorted(class_to_idx.items()):
+            for parent, dirs, files in os.walk(Path(directory) / name, followlinks=False):
+                dirs.sort()
+                for entry in [*dirs, *files]:
+                    if (Path(parent) / entry).is_symlink():
+                        _check_inside(Path(parent) / entry, self.boundary)  # a link inside: files read, dirs not
+                for file in sorted(files):
+                    path = os.path.join(parent, file)
+                    valid = is_valid_file(path) if is_valid_file else has_file_allowed_extension(path, extensions)
+                    if valid:
+                        samples.append((path, index))
+                        seen.add(name)
+        if not allow_empty and (empty := sorted(set(class_to_idx) - seen)):
+            raise FileNotFoundError(f"Found no valid file for the classes {', '.join(empty)}")
+        return samples
+
+
+def _check_inside(path: Path, boundary: Path) -> Path:
+    """`path`'s real location, if it lies inside `boundary`; else `DataError` naming the link."""
+    target = Path(os.path.realpath(path))
+    if not target.is_relative_to(boundary):
+        raise DataError(
+            f"{path} leads to {target}, outside data.data_dir={boundary}: not followed; "
+            "if you trust it, copy the files into the folder (cp -rL) instead of linking them"
+        )
+    return target
+
+
+def _load_image(path: str) -> Image.Image:
+    """Decode an image to RGB, as torchvision's loader does; a damaged or oversized one is a `DataError` naming
+    the file."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with open(path, "rb") as f, Image.open(f) as image:
+                return image.convert("RGB")  # as torchvision's own loader
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning, Image.DecompressionBombError) as error:
+        raise DataError(f"{path} is not a readable image: {_first_line(error)}") from None
 
 
 def _check_readable(folder: ImageFolder) -> None:
-    """Fail before training on a file that is not an image (only the header is read: cheap for large folders)."""
+    """Fail before training on a file that is not an image, or one too large to decode (only the header is read:
+    cheap for large folders)."""
     for path, _ in folder.samples:
         try:
-            with Image.open(path):
-                pass
-        except (OSError, SyntaxError) as error:
-            raise DataError(f"{path} is not a readable image: {error}") from None
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(path):
+                    pass
+        except (Image.DecompressionBombWarning, Image.DecompressionBombError) as error:
+            raise DataError(
+                f"{path} is too large to decode ({_first_line(error)}); shrink or remove it, or if you trust it "
+                "raise PIL.Image.MAX_IMAGE_PIXELS"
+            ) from None
+        except (OSError, SyntaxError, ValueError) as error:
+            raise DataError(f"{path} is not a readable image: {_first_line(error)}") from None
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _same_classes(train: ImageFolder, other: ImageFolder) -> ImageFolder:

@@ -42,7 +42,12 @@ class RowRNN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         rows = x.permute(0, 2, 1, 3).reshape(b, h, c * w)  # (B, T=H, C*W)
-        _, state = self.rnn(rows)
+        if rows.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            # oneDNN's bfloat16 LSTM/GRU needs AVX-512 and fails on other CPUs: the recurrence runs in float32 there.
+            with torch.autocast("cpu", enabled=False):
+                _, state = self.rnn(rows.float())
+        else:
+            _, state = self.rnn(rows)
         h_n = state[0] if isinstance(state, tuple) else state  # (layers * dirs, B, hidden)
         last = h_n[-self.num_directions :].transpose(0, 1).reshape(b, -1)  # (B, dirs * hidden)
         return self.classifier(self.dropout(last))  # (B, num_classes)

@@ -6,6 +6,8 @@ import platform
 import lightning.pytorch as pl
 import torch
 
+from src.machinery.lightning_shims import starts_ranks_by_fork
+
 MIXED = "mixed"  # the template's own precision value: the best mixed precision this GPU has
 
 
@@ -40,7 +42,7 @@ def configure_speed(trainer: pl.Trainer) -> None:
     # CUDA before a fork. With it set, every Adam/AdamW step asks NVML afresh whether a GPU exists
     # (torch.optim's graph-capture health check): a dlopen per step, ~0.2 ms on a CPU machine. Only
     # fork-based strategies need the guard; everywhere else the cached CUDA runtime answer is safe.
-    if getattr(trainer.strategy, "_start_method", None) != "fork":
+    if not starts_ranks_by_fork(trainer):
         os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)
 
 

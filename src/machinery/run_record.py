@@ -10,9 +10,10 @@ from hydra.types import RunMode
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from src.utils.git import git_state
-from src.utils.hardware import describe_hardware
-from src.utils.secrets import redact, secret_values
+from src.machinery.git import git_state
+from src.machinery.hardware import describe_hardware
+from src.machinery.run_folder import write_text
+from src.machinery.secrets import redact, secret_values
 
 
 def run_config(cfg: DictConfig) -> dict[str, Any]:
@@ -68,5 +69,5 @@ def save_run_config(config: dict[str, Any], output_dir: str | Path) -> Path:
     """Write `config.yaml` (resolved, with git state) into the run directory."""
     path = Path(output_dir) / "config.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    write_text(path, yaml.safe_dump(config, sort_keys=False))  # never through a link planted in the folder
     return path

@@ -17,9 +17,9 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from src.errors import ConfigValueError
-from src.run_folder import register_launch_id_resolver
+from src.machinery.launch_folder import register_launch_id_resolver
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass

@@ -10,7 +10,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import read_write
 
-from src.run_folder import slurm_id
+from src.machinery.launch_folder import slurm_id
 
 # What Lightning's launcher leaves in os.environ after starting a job's ranks.
 _LAUNCH_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")

@@ -6,13 +6,16 @@ Everything that touches the `wandb` package directly lives here.
 import logging
 import netrc
 import os
+import re
 from pathlib import Path
 from urllib.parse import urlparse
 
 from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-from src.utils.secrets import argv_redacted, secret_values
+from src.machinery.lightning_shims import experiment_started
+from src.machinery.run_folder import read_text, write_text
+from src.machinery.secrets import argv_redacted, secret_values
 
 log = logging.getLogger(__name__)
 
@@ -42,24 +45,41 @@ def resolve_mode(mode: str) -> str:
 
 
 RUN_ID_FILE = "wandb_run_id"
+RUN_ID = re.compile(r"[a-z0-9]{8}")  # what W&B's generate_id makes: 8 base-36 digits
 
 
 def run_id(save_dir: str | Path) -> str:
     """The W&B run id kept in the run folder (`wandb_run_id`), created on first use: a resumed run logs to the
-    same W&B run."""
+    same W&B run.
+
+    The file is not trusted: anything but a regular file holding an id of W&B's own format (a link, a token, a
+    path) is replaced by a new id, and the log says so.
+    """
     path = Path(save_dir) / RUN_ID_FILE
-    if path.is_file():
-        return path.read_text().strip()
+    kept = read_text(path, max_bytes=64)
+    if kept is not None and RUN_ID.fullmatch(kept.strip()):
+        return kept.strip()
     from wandb.sdk.lib.runid import generate_id  # here: runs that log elsewhere need no wandb installed
 
     new_id = generate_id()
+    if kept is not None or path.is_symlink() or path.exists():
+        log.warning(
+            "%s is not a W&B run id (8 lowercase letters and digits in a plain file): new W&B run %s", path, new_id
+        )
+        if path.is_symlink():
+            _replace_link(path)
     _write_run_id(path, new_id)
     return new_id
 
 
 @rank_zero_only
+def _replace_link(path: Path) -> None:
+    path.unlink()  # the link itself, not what it points to
+
+
+@rank_zero_only
 def _write_run_id(path: Path, value: str) -> None:
-    path.write_text(value + "\n")
+    write_text(path, value + "\n")
 
 
 def wandb_logger(mode: str = "auto", save_dir: str = ".", name: str | None = None, **kwargs) -> WandbLogger:
@@ -80,8 +100,8 @@ class RedactingWandbLogger(WandbLogger):
 
     @property
     def experiment(self):  # wandb's Run, or Lightning's stand-in on ranks other than 0
-        if self._experiment is not None:
-            return self._experiment
+        if experiment_started(self):
+            return super().experiment
         with argv_redacted(secret_values()):
             return super().experiment
 
@@ -90,7 +110,7 @@ class RedactingWandbLogger(WandbLogger):
 def finish_tracking(loggers: list[Logger]) -> None:
     """Close this job's W&B run (so the next job of a multirun starts its own) and say where it is."""
     for logger in loggers:
-        if not isinstance(logger, WandbLogger) or logger._experiment is None:
+        if not isinstance(logger, WandbLogger) or not experiment_started(logger):
             continue
         run = logger.experiment
         run_dir = Path(run.dir).parent  # .../wandb/<offline-run-...>/files -> the run's folder

@@ -4,13 +4,14 @@ import logging
 from typing import Any
 
 import lightning.pytorch as pl
+import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig
 
-from src.checkpointing import AtomicCheckpointIO
-from src.utils.hardware import check_accelerator, configure_speed, resolve_precision
+from src.machinery.checkpoint_files import AtomicCheckpointIO
+from src.machinery.hardware import check_accelerator, configure_speed, resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +43,12 @@ def instantiate_callbacks(group: DictConfig | None, has_logger: bool) -> list[Ca
     return callbacks
 
 
-def instantiate_trainer(trainer_cfg: DictConfig, **kwargs: Any) -> pl.Trainer:
+def instantiate_trainer(trainer_cfg: DictConfig, model: torch.nn.Module | None = None, **kwargs: Any) -> pl.Trainer:
     """The configured Trainer, with the template's `precision: mixed` resolved, atomic and verified checkpoint
-    files (`AtomicCheckpointIO`), and the speed settings applied."""
+    files (`AtomicCheckpointIO`, checking that a loaded checkpoint fits `model`), and the speed settings applied."""
     check_accelerator(kwargs.get("accelerator", trainer_cfg.accelerator))
     kwargs.setdefault("precision", resolve_precision(trainer_cfg.precision))
-    kwargs.setdefault("plugins", [AtomicCheckpointIO()])
+    kwargs.setdefault("plugins", [AtomicCheckpointIO(model)])
     trainer = instantiate(trainer_cfg, **kwargs)
     configure_speed(trainer)
     return trainer

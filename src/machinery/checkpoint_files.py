@@ -11,11 +11,13 @@ import logging
 import os
 import pickle
 import re
+import socket
+import stat
 from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.fabric.utilities.types import _PATH
+from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from src.errors import CheckpointError
@@ -35,16 +37,61 @@ def temp_files(folder: str | Path) -> list[Path]:
     return sorted(p for p in Path(folder).glob(f".*{TEMP_MARK}*") if p.is_file())
 
 
-def remove_stranded_temp_files(folder: str | Path) -> None:
-    """Remove the temporary files of saves whose process is gone. A save names its file `.<name>.tmp-<pid>` just
-    before renaming it over the checkpoint; a kill in that instant strands one complete file."""
-    for temp in temp_files(folder):
+def _host_tag() -> str:
+    """8 hex digits naming this machine in temporary file names: a process id means something only here."""
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def temp_name(path: Path) -> str:
+    """The temporary name a save of `path` by this process uses: `.<name>.tmp-<host>-<pid>`."""
+    return f".{path.name}{TEMP_MARK}{_host_tag()}-{os.getpid()}"
+
+
+def _pid_max() -> int:
+    try:
+        return int(Path("/proc/sys/kernel/pid_max").read_text())
+    except (OSError, ValueError):
+        return 1 << 22  # Linux's largest
+
+
+def _is_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: does that process still exist?
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, someone else's
+        return False
+    return False
+
+
+def remove_stranded_temp_files(path: str | Path) -> list[Path]:
+    """Remove the temporary files that saves of the checkpoint `path` stranded; return them.
+
+    A save names its file `.<name>.tmp-<host>-<pid>` just before renaming it over the checkpoint; a kill in that
+    instant strands one complete file. Only files of exactly that shape are touched: this checkpoint's name, this
+    host, a plausible process id that is gone, a regular file of this user. Any other file beside a checkpoint
+    (in a downloads folder, say) stays.
+    """
+    path = Path(path)
+    shape = re.compile(rf"\.{re.escape(path.name)}{re.escape(TEMP_MARK)}{_host_tag()}-([0-9]{{1,10}})")
+    removed = []
+    try:
+        names = os.listdir(path.parent)
+    except OSError:
+        return removed
+    for name in names:
+        found = shape.fullmatch(name)
+        if not found or not 0 < int(found.group(1)) <= _pid_max() or not _is_gone(int(found.group(1))):
+            continue
+        temp = path.parent / name
         try:
-            os.kill(int(temp.name.rsplit(TEMP_MARK, 1)[1]), 0)  # signal 0: does that process still exist?
-        except (ValueError, ProcessLookupError):
+            info = os.lstat(temp)
+        except FileNotFoundError:
+            continue
+        if stat.S_ISREG(info.st_mode) and info.st_uid == os.getuid():
             temp.unlink(missing_ok=True)
-        except PermissionError:  # alive, someone else's
-            pass
+            removed.append(temp)
+    return removed
 
 
 def _fsync_folder(folder: Path) -> None:
@@ -92,9 +139,9 @@ def write_atomically(path: str | Path, data: bytes) -> None:
     """Replace `path` with `data` so that any reader, at any moment, sees the whole old or the whole new file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{path.name}{TEMP_MARK}*"):
-        stale.unlink(missing_ok=True)
-    temp = _write_unnamed(path.parent, data, f".{path.name}{TEMP_MARK}{os.getpid()}")
+    remove_stranded_temp_files(path)
+    (path.parent / temp_name(path)).unlink(missing_ok=True)  # this process id's, left by an earlier process
+    temp = _write_unnamed(path.parent, data, temp_name(path))
     os.replace(temp, path)
     _fsync_folder(path.parent)
 
@@ -151,7 +198,7 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
     """
     path = Path(path)
     if path.parent.is_dir():
-        remove_stranded_temp_files(path.parent)
+        remove_stranded_temp_files(path)
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist")
     if not path.is_file():
@@ -207,19 +254,56 @@ def check_state_dict_fits(model_state: dict[str, torch.Tensor], loaded: dict[str
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning's checkpoint I/O with atomic, checksummed saves and verified `weights_only=True` loads."""
+    """Lightning's checkpoint I/O with atomic, checksummed saves and verified `weights_only=True` loads.
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None) -> None:
+    Given the `model` the checkpoints are for, a checkpoint whose weights do not fit it fails in one line as it is
+    loaded, instead of with torch's list of every mismatched tensor.
+    """
+
+    def __init__(self, model: torch.nn.Module | None = None) -> None:
+        super().__init__()
+        self.model = model
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None) -> None:
         if storage_options is not None or "://" in str(path):
             return super().save_checkpoint(checkpoint, path, storage_options)  # remote storage: fsspec's way
         buffer = io.BytesIO()
         torch.save(checkpoint, buffer)
         save_checkpoint_file(path, buffer.getvalue())
 
-    def load_checkpoint(self, path: _PATH, map_location: Any = "cpu", weights_only: bool | None = None) -> dict:
+    def load_checkpoint(self, path: str | Path, map_location: Any = "cpu", weights_only: bool | None = None) -> dict:
         # weights_only is always True: a checkpoint never gets to run code, whatever the caller asks.
-        return read_checkpoint(path, map_location)
+        checkpoint = read_checkpoint(path, map_location)
+        if self.model is not None:
+            check_state_dict_fits(self.model.state_dict(), checkpoint["state_dict"], source=path)
+        return checkpoint
 
-    def remove_checkpoint(self, path: _PATH) -> None:
-        super().remove_checkpoint(path)
-        checksum_path(path).unlink(missing_ok=True)
+    def remove_checkpoint(self, path: str | Path) -> None:
+        remove_checkpoint_file(path)
+
+
+def remove_checkpoint_file(path: str | Path) -> bool:
+    """Remove one regular checkpoint file and its checksum file, never a folder or what a link points to.
+
+    Lightning's own removal is recursive; a path restored from a checkpoint could name a folder (see
+    `src.machinery.restored_state`, which drops such paths first). Returns whether a file was removed.
+    """
+    if "://" in str(path):  # remote storage: one file, not recursively
+        fs = get_filesystem(path)
+        if fs.isfile(path):
+            fs.rm_file(path)
+            return True
+        return False
+    path = Path(path)
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISREG(mode):
+        log.warning("Not removing checkpoint %s: it is not a regular file", path)
+        return False
+    path.unlink()
+    sums = checksum_path(path)
+    if sums.is_file() and not sums.is_symlink():
+        sums.unlink()
+    return True

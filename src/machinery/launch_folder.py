@@ -21,7 +21,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from src.errors import RunError
+from src.errors import RunFolderError
 
 STAMP_FORMAT = "%Y-%m-%d_%H-%M-%S"
 _STAMP = re.compile(r"\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}")
@@ -31,7 +31,7 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 RUN_MARKERS = ("config.yaml", "wandb_run_id", "checkpoints")
 
 
-class LaunchError(RunError):
+class LaunchError(RunFolderError):
     """The launcher gives the ranks nothing they share to name the run folder by."""
 
 
@@ -45,7 +45,7 @@ def _launch_id_or_exit() -> str:
     # Hydra resolves the run folder outside the task function, where `exit_on_run_error` cannot catch this.
     try:
         return launch_id()
-    except RunError as error:
+    except LaunchError as error:
         print(f"Error: {error}", file=sys.stderr, flush=True)
         sys.exit(error.exit_code)
 
@@ -143,7 +143,7 @@ def check_new_run_folder(output_dir: str | Path, resume: bool) -> None:
     folder = Path(output_dir)
     found = [name for name in RUN_MARKERS if (folder / name).exists()]
     if found:
-        raise RunError(
+        raise RunFolderError(
             f"{folder} already holds a run ({', '.join(found)}): pass resume=true to continue it, "
             "or choose another folder (hydra.run.dir=...)"
         )

@@ -7,10 +7,14 @@ from lightning.pytorch.callbacks import Callback
 
 
 class RunConfigInCheckpoint(Callback):
-    """Adds `checkpoint["run_config"]`: plain containers only, so `weights_only=True` loading works."""
+    """Adds `checkpoint["run_config"]`: plain containers only, so `weights_only=True` loading works.
 
-    def __init__(self, run_config: dict[str, Any]) -> None:
+    `src/train.py` hands it the run's record (the resolved config, credentials redacted) once it is made.
+    """
+
+    def __init__(self, run_config: dict[str, Any] | None = None) -> None:
         self.run_config = run_config
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
-        checkpoint["run_config"] = self.run_config
+        if self.run_config is not None:
+            checkpoint["run_config"] = self.run_config

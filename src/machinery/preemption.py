@@ -10,8 +10,9 @@ import torch
 from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.callbacks import Checkpoint
 
-from src.callbacks.last_checkpoint import save_last_checkpoint
 from src.errors import Preempted
+from src.machinery.last_checkpoint import save_last_checkpoint
+from src.machinery.lightning_shims import kill_launched_ranks
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +60,8 @@ class Preemption(Checkpoint):
     def _handle(self, signum: int, frame: object) -> None:
         # Only note it (a handler may run in the middle of an optimizer step); pass it to the ranks we launched.
         self.received = self.received or signum
-        launcher = self._trainer.strategy.launcher if self._trainer else None
-        if launcher is not None:
-            launcher.kill(signum)
+        if self._trainer is not None:
+            kill_launched_ranks(self._trainer, signum)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._trainer = trainer

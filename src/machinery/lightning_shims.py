@@ -1,0 +1,70 @@
+"""Every use of a private Lightning name, in one place, each with why; `tests/test_lightning_shims.py` fails loudly,
+naming the Lightning version, when one of them moves or changes.
+
+No other module of the template touches a name starting with `_` from lightning or torch (a test greps for it).
+"""
+
+import csv
+import signal
+
+import lightning
+import lightning.pytorch as pl
+from lightning.fabric.loggers.logger import rank_zero_experiment
+from lightning.pytorch.loggers import CSVLogger, Logger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+
+# Lightning's launcher that starts DDP ranks 1..N-1 as subprocesses of rank 0 (`trainer.strategy=ddp` on one
+# machine, not under torchrun or SLURM). It is private, and it is the only handle on those processes.
+from lightning.pytorch.strategies.launchers import _SubprocessScriptLauncher
+
+LIGHTNING_VERSION = lightning.__version__
+
+
+def kill_launched_ranks(trainer: pl.Trainer, signum: int = signal.SIGKILL) -> bool:
+    """Send `signum` to the DDP ranks this process started, if it started any; True if it did.
+
+    Lightning kills them only on Ctrl-C: a rank stuck outside any collective would outlive a crashed rank 0, and a
+    preemption signal must reach every rank.
+    """
+    launcher = trainer.strategy.launcher
+    if isinstance(launcher, _SubprocessScriptLauncher):
+        launcher.kill(signum)
+        return True
+    return False
+
+
+def starts_ranks_by_fork(trainer: pl.Trainer) -> bool:
+    """True for the fork-based strategies (`ddp_fork`, `ddp_notebook`): only they need CUDA left uninitialised
+    before the ranks start. Lightning keeps the start method in the strategy's private `_start_method`."""
+    return getattr(trainer.strategy, "_start_method", None) == "fork"
+
+
+def experiment_started(logger: Logger) -> bool:
+    """Whether a logger has created its experiment (a W&B run) yet; reading `logger.experiment` would create it.
+    Lightning's loggers keep it in the private `_experiment` until then."""
+    return getattr(logger, "_experiment", None) is not None
+
+
+class ContinuingExperimentWriter(ExperimentWriter):
+    """Lightning's CSV writer deletes an existing metrics.csv (in its private `_check_log_dir_exists`); this one
+    appends to it, starting from its columns."""
+
+    def _check_log_dir_exists(self) -> None:
+        if self._fs.isfile(self.metrics_file_path):
+            with self._fs.open(self.metrics_file_path, "r", newline="") as f:
+                self.metrics_keys = next(csv.reader(f), [])
+
+
+class ContinuingCSVLogger(CSVLogger):
+    """Lightning's CSVLogger, appending to the run folder's metrics.csv: `resume=true` loses no rows.
+
+    It builds its writer as Lightning's does (private `_experiment` and `_fs`), with the appending writer above.
+    """
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = ContinuingExperimentWriter(log_dir=self.log_dir)
+        return self._experiment

@@ -1,0 +1,94 @@
+"""A run folder is not trusted: a resumed or copied one may hold links planted to make a run write elsewhere.
+
+Resuming in a folder that holds symbolic links stops before anything is written (Hydra writes its records and opens
+`train.log` before the run's code starts, so the command line is checked first), and the template's own files are
+written and read without following a link. No torch import: train.py and eval.py call this before Hydra runs.
+"""
+
+import os
+import stat
+from collections.abc import Sequence
+from pathlib import Path
+
+from src.errors import RunFolderError
+
+# W&B's folder is W&B's: each (resumed) run writes a new, timestamped folder there and replaces its own links
+# (latest-run, debug.log, logs/debug-core.log -> ~/.cache/wandb/...). The folder itself must not be a link.
+WANDB_DIR = "wandb"
+
+
+def planted_links(folder: str | Path, limit: int = 20) -> list[Path]:
+    """Symbolic links anywhere in `folder`, not followed (W&B's own folder excepted: see WANDB_DIR)."""
+    folder = Path(folder)
+    found = []
+    for parent, dirs, files in os.walk(folder, followlinks=False):
+        if Path(parent) == folder and WANDB_DIR in dirs and not (folder / WANDB_DIR).is_symlink():
+            dirs.remove(WANDB_DIR)
+        for name in [*dirs, *files]:
+            path = Path(parent) / name
+            if path.is_symlink():
+                found.append(path)
+                if len(found) >= limit:
+                    return found
+    return found
+
+
+def check_no_links(folder: str | Path) -> None:
+    """Raise `RunFolderError` naming the links in `folder`, if it holds any."""
+    links = planted_links(folder)
+    if links:
+        shown = ", ".join(f"{link.relative_to(folder)} -> {os.readlink(link)}" for link in links[:5])
+        more = f" and {len(links) - 5} more" if len(links) > 5 else ""
+        raise RunFolderError(
+            f"run folder {folder} holds symbolic links ({shown}{more}): a run there would write through them; "
+            "remove them, or if you trust their targets copy the folder without links (cp -rL) and resume the copy"
+        )
+
+
+def run_dir_argument(argv: Sequence[str]) -> Path | None:
+    """The folder given as `hydra.run.dir=...` on the command line, if any."""
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if sep and key.lstrip("+~") == "hydra.run.dir" and value:
+            return Path(value.strip("'\""))
+    return None
+
+
+def check_run_folder_argument(argv: Sequence[str]) -> None:
+    """Before Hydra writes anything: an existing run folder named on the command line must hold no links."""
+    folder = run_dir_argument(argv)
+    if folder is not None and folder.is_dir():
+        check_no_links(folder)
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """Write `text` to the regular file `path`, refusing (`RunFolderError`) to write through a link or into a pipe."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+    except OSError:
+        if not Path(path).is_symlink() and not Path(path).exists():
+            raise
+        fd = None
+    if fd is None or not stat.S_ISREG(os.fstat(fd).st_mode):
+        if fd is not None:
+            os.close(fd)
+        raise RunFolderError(
+            f"{path} is not a regular file (a link or a pipe): not writing to it; remove it and run again"
+        )
+    with os.fdopen(fd, "w", errors="surrogateescape") as f:
+        f.truncate()
+        f.write(text)
+
+
+def read_text(path: str | Path, max_bytes: int = 1 << 20) -> str | None:
+    """The text of the regular file `path`, or None for a link, a pipe, a folder, no file or one over `max_bytes`."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_size > max_bytes:
+        os.close(fd)
+        return None
+    with os.fdopen(fd, "rb") as f:
+        return f.read(max_bytes).decode(errors="surrogateescape")

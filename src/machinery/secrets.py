@@ -1,0 +1,177 @@
+"""Keep credentials out of everything a run writes: config files, checkpoints, Hydra's records and W&B.
+
+A secret is the value of an environment variable or a config key whose name looks like a credential
+(`WANDB_API_KEY`, `KAGGLE_KEY`, `AZURE_STORAGE_ACCOUNT_KEY`, `*_CONNECTION_STRING`, `DB_PWD`, `passphrase`, ...),
+the value of such a key given on the command line, the password in a URL (`https://user:<password>@host`), or
+the value of any environment variable that looks like a token (`ghp_...`, `hf_...`, a long random string).
+Files are redacted on their parsed data (YAML), so quoting or escaping in the text cannot hide a secret.
+"""
+
+import math
+import os
+import re
+import sys
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import yaml
+from lightning.pytorch.utilities import rank_zero_only
+
+from src.machinery.plain_yaml import PlainYamlError, load_plain_yaml
+from src.machinery.run_folder import read_text, write_text
+
+SECRET_NAME = re.compile(
+    r"api[_-]?key|token|secret|passw(or)?d|passphrase|credential|pwd$|(^|[_-])key$|account[_-]?key"
+    r"|connection[_-]?string|conn[_-]?str|private[_-]?key|access[_-]?key|authorization|(^|[_-])auth$",
+    re.IGNORECASE,
+)
+NOT_SECRET_NAMES = frozenset({"PWD", "OLDPWD"})  # the shell's working directories
+REDACTED = "<redacted>"
+MIN_SECRET_LENGTH = 6  # shorter values ("1", "true") would redact ordinary words
+# `scheme://user:password@host`: the password (the user name stays, to tell which account was used)
+URL_CREDENTIALS = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]*:)(?P<secret>[^/\s@]+)(?=@)")
+# `key=value` (an override, a query parameter, a connection string's part) whose key names a secret
+KEY_VALUE = re.compile(r"(?P<head>(?:^|(?<=[\s?&;,+~]))(?P<key>[\w.-]+)=)(?P<secret>[^\s&;,]+)")
+TOKEN_PREFIXES = re.compile(
+    r"(ghp_|gho_|ghu_|ghs_|github_pat_|glpat-|hf_|sk-|sk_live_|rk_live_|xox[abprs]-|AKIA|ASIA|AIza|eyJ)[\w.-]{12,}"
+)
+NOT_SECRET_SUFFIXES = ("_ID", "_SHA", "_COMMIT", "_UUID", "_REF")  # identifiers, not credentials
+
+
+def is_secret_name(name: str) -> bool:
+    """True for a key or variable name such as `WANDB_API_KEY`, `logger.wandb.api_key`, `KAGGLE_KEY` or
+    `DB_PWD` (not the shell's `PWD`)."""
+    last = str(name).rsplit(".", 1)[-1]
+    return last.upper() not in NOT_SECRET_NAMES and bool(SECRET_NAME.search(last))
+
+
+def looks_like_token(value: str) -> bool:
+    """True for a value shaped like a credential: a known token prefix, or 20+ random-looking characters with
+    letters and digits and no path or list separators."""
+    if TOKEN_PREFIXES.fullmatch(value):
+        return True
+    if len(value) < 20 or not re.fullmatch(r"[A-Za-z0-9+/=_.-]+", value) or value.startswith(("/", ".", "~")):
+        return False
+    if not (re.search(r"[A-Za-z]", value) and re.search(r"[0-9]", value)):
+        return False
+    counts = [value.count(c) for c in set(value)]
+    entropy = -sum(n / len(value) * math.log2(n / len(value)) for n in counts)
+    return entropy >= 3.5
+
+
+def _environment_secrets(environ: Mapping[str, str]) -> Iterator[str]:
+    for name, value in environ.items():
+        token_shaped = not name.upper().endswith(NOT_SECRET_SUFFIXES) and looks_like_token(value)
+        if is_secret_name(name) or token_shaped:
+            yield value
+        yield from (m.group("secret") for m in URL_CREDENTIALS.finditer(value))
+
+
+def _config_secrets(tree: Any) -> Iterator[str]:
+    if isinstance(tree, Mapping):
+        for key, value in tree.items():
+            if is_secret_name(key) and isinstance(value, (str, int)):
+                yield str(value)
+            else:
+                yield from _config_secrets(value)
+    elif isinstance(tree, (list, tuple)):
+        for item in tree:
+            yield from _config_secrets(item)
+    elif isinstance(tree, str):
+        yield from (m.group("secret") for m in URL_CREDENTIALS.finditer(tree))
+
+
+def _argv_secrets(argv: Iterable[str]) -> Iterator[str]:
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if sep and is_secret_name(key.lstrip("+~")):
+            yield value.strip("'\"")
+
+
+def secret_values(
+    config: Any = None, argv: Iterable[str] | None = None, environ: Mapping[str, str] | None = None
+) -> set[str]:
+    """Every secret value found in the environment, the command line and the config (longest first when sorted)."""
+    environ = os.environ if environ is None else environ
+    argv = sys.argv[1:] if argv is None else argv
+    found = set(_environment_secrets(environ)) | set(_argv_secrets(argv)) | set(_config_secrets(config))
+    found |= set(_config_secrets(list(argv)))  # passwords in URLs on the command line
+    return {v for v in found if len(v) >= MIN_SECRET_LENGTH and v != REDACTED}
+
+
+def redact_text(text: str, secrets: Iterable[str]) -> str:
+    """`text` with every occurrence of every secret replaced by `<redacted>` (longest first), the password of
+    every URL, and the value of every `name=value` whose name looks like a credential."""
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+    text = URL_CREDENTIALS.sub(lambda m: m.group("head") + REDACTED, text)
+    return KEY_VALUE.sub(lambda m: m.group("head") + REDACTED if is_secret_name(m.group("key")) else m.group(0), text)
+
+
+def redact(tree: Any, secrets: Iterable[str]) -> Any:
+    """A copy of a plain config tree with secret-named keys and any secret value inside strings redacted."""
+    secrets = list(secrets)
+    if isinstance(tree, Mapping):
+        return {k: REDACTED if is_secret_name(k) and v is not None else redact(v, secrets) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(redact(item, secrets) for item in tree)
+    if isinstance(tree, str):
+        return redact_text(tree, secrets)
+    return tree
+
+
+def redact_files(paths: Iterable[Path], secrets: Iterable[str]) -> list[Path]:
+    """Rewrite the files among `paths` that hold a secret; returns those rewritten.
+
+    YAML is redacted on its parsed data and written back (quotes and escapes in the text hide nothing); other
+    text, or YAML that does not parse as plain data, on its text.
+    """
+    secrets = list(secrets)
+    changed = []
+    for path in paths:
+        text = read_text(path, max_bytes=64 << 20)  # None for a link (never followed) or anything not a file
+        if text is None:
+            continue
+        clean = _redact_yaml(text, secrets) if path.suffix in (".yaml", ".yml") else None
+        if clean is None:
+            clean = redact_text(text, secrets)
+        if clean != text:
+            write_text(path, clean)
+            changed.append(path)
+    return changed
+
+
+def _redact_yaml(text: str, secrets: list[str]) -> str | None:
+    """`text` (YAML) with its data redacted and dumped again; itself if nothing changed; None if not plain YAML."""
+    try:
+        data = load_plain_yaml(text)
+    except PlainYamlError:
+        return None
+    clean = redact(data, secrets)
+    if clean == data:
+        return text
+    return yaml.safe_dump(clean, sort_keys=False, allow_unicode=True)
+
+
+@rank_zero_only
+def redact_hydra_records(output_dir: str | Path, secrets: Iterable[str]) -> list[Path]:
+    """Hydra writes the command-line overrides (secrets included) before the run starts: redact them there.
+
+    That is `.hydra/{overrides,config,hydra}.yaml` in the run folder and, in a sweep, `multirun.yaml` beside it.
+    """
+    output_dir = Path(output_dir)
+    paths = [*output_dir.glob(".hydra/*.yaml"), output_dir.parent / "multirun.yaml"]
+    return redact_files(paths, secrets)
+
+
+@contextmanager
+def argv_redacted(secrets: Iterable[str]) -> Iterator[None]:
+    """Within the block, `sys.argv` shows `<redacted>` for secrets (W&B records the command line at init)."""
+    original = sys.argv
+    sys.argv = [redact_text(arg, secrets) for arg in original]
+    try:
+        yield
+    finally:
+        sys.argv = original

@@ -1,0 +1,148 @@
+"""Serving in-memory splits to the Trainer: seeded loaders that resume mid-epoch, or batches sliced on the device,
+and the position in the epoch saved with every checkpoint. Data sets (`src/data/`) only say what the splits are."""
+
+from collections.abc import Callable
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from src.machinery.device_batches import DeviceBatches
+from src.machinery.resumable import ResumableDataLoader, ResumableSampler
+
+Split = tuple[torch.Tensor, torch.Tensor]  # images (N, C, H, W), labels (N,)
+
+
+class TensorBatchDataset(Dataset):
+    """Images and labels as two tensors; the DataLoader fetches a whole batch with one slice.
+
+    `__getitems__` lets the DataLoader index a batch of indices at once instead of
+    gathering and stacking single samples (one tensor op per batch, not per sample).
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> Split:
+        return self.images[index], self.labels[index]
+
+    def __getitems__(self, indices: list[int]) -> Split:
+        index = torch.as_tensor(indices)
+        return self.images[index], self.labels[index]
+
+
+def keep_batch(batch: Split) -> Split:
+    """Collate function for `TensorBatchDataset`: the batch is already stacked."""
+    return batch
+
+
+class ServedDataModule(pl.LightningDataModule):
+    """Serves the splits a subclass's `setup` makes, in batches: `self.splits` ({"train": (images, labels), ...}) held
+    as tensors, or `self.datasets` ({"train": a Dataset, ...}) read item by item (files decoded in workers).
+
+    The training loader shuffles with a seeded, per-epoch sampler (rank 0's seed on every rank) and resumes
+    mid-epoch from a checkpoint. With `on_device=True` the splits are copied to the training device once and batches
+    are sliced there (`DeviceBatches`): no workers and no host-to-device copy per step.
+    """
+
+    def __init__(
+        self,
+        batch_size: int = 64,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        on_device: bool = False,
+    ) -> None:
+        super().__init__()
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.on_device = on_device
+        self.splits: dict[str, Split] = {}
+        self.datasets: dict[str, Dataset] = {}
+        self.shuffle_seed: int | None = None  # drawn once, by `_agreed_shuffle_seed`
+        self._train_loader: ResumableDataLoader | DeviceBatches | None = None
+        self._resume_position: dict | None = None  # from a checkpoint, for the next training loader
+
+    def place_on_device(self) -> None:
+        """Copy every split to the device the Trainer chose."""
+        trainer = self.trainer
+        if trainer is None:
+            raise RuntimeError("data.on_device=true needs a Trainer: the device is the Trainer's choice")
+        device = trainer.strategy.root_device
+        self.splits = {name: (x.to(device), y.to(device)) for name, (x, y) in self.splits.items()}
+
+    def _agreed_shuffle_seed(self) -> int:
+        """The training shuffle's seed: drawn once from torch's RNG (so it follows `seed`), rank 0's on every rank."""
+        if self.shuffle_seed is None:
+            seed = int(torch.randint(0, 2**31 - 1, (1,)).item())
+            self.shuffle_seed = self.trainer.strategy.broadcast(seed) if self.trainer else seed
+        return self.shuffle_seed
+
+    def _dataloader(self, dataset: Dataset, shuffle: bool, collate_fn: Callable | None = None) -> DataLoader:
+        """A DataLoader with this module's batch size (training or evaluation), workers and pinning.
+
+        The training loader shuffles with a seeded, per-epoch sampler and can resume mid-epoch.
+        """
+        common = {
+            "collate_fn": collate_fn,
+            "num_workers": self.num_workers,
+            "pin_memory": self.pin_memory,
+            "persistent_workers": self.num_workers > 0,
+        }
+        if not shuffle:
+            return DataLoader(dataset, batch_size=self.eval_batch_size, **common)
+        rank, world_size = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        seed = self._agreed_shuffle_seed()
+        sampler = ResumableSampler(dataset, seed, rank, world_size)
+        generator = torch.Generator().manual_seed(seed)  # worker seeds, without drawing from the global RNG
+        return ResumableDataLoader(dataset, batch_size=self.batch_size, sampler=sampler, generator=generator, **common)
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader | DeviceBatches:
+        if split not in self.splits:
+            return self._dataloader(self.datasets[split], shuffle)
+        images, labels = self.splits[split]
+        if self.on_device:
+            batch_size = self.batch_size if shuffle else self.eval_batch_size
+            rank, world_size = self.trainer.global_rank, self.trainer.world_size
+            seed = self._agreed_shuffle_seed() if shuffle else 0
+            return DeviceBatches(images, labels, batch_size, shuffle, seed, rank, world_size)
+        return self._dataloader(TensorBatchDataset(images, labels), shuffle, collate_fn=keep_batch)
+
+    def train_dataloader(self) -> DataLoader | DeviceBatches:
+        loader = self._loader("train", shuffle=True)
+        if self.trainer is not None:
+            loader.batches_per_epoch = lambda: self.trainer.num_training_batches
+        if self._resume_position is not None:
+            loader.load_state_dict(self._resume_position)
+            self._resume_position = None
+        self._train_loader = loader
+        return loader
+
+    def state_dict(self) -> dict[str, Any]:
+        """Saved in every checkpoint: where the next training batch comes from (see `src.machinery.resumable`)."""
+        return {"train_position": self._train_loader.state_dict()} if self._train_loader is not None else {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._resume_position = state_dict.get("train_position")
+
+    def val_dataloader(self) -> DataLoader | DeviceBatches:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader | DeviceBatches:
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader | DeviceBatches:
+        return self._loader("test", shuffle=False)
+
+    def transfer_batch_to_device(self, batch: Split, device: torch.device, dataloader_idx: int) -> Split:
+        # The batch is always an (images, labels) pair: skip Lightning's generic walk over collections.
+        images, labels = batch
+        return images.to(device, non_blocking=True), labels.to(device, non_blocking=True)

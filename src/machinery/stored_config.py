@@ -1,0 +1,140 @@
+"""Rebuild a training run's config from this repository's conf/ tree and what a checkpoint recorded about it.
+
+A checkpoint's `run_config` is data, not code: its group choices (`model: cnn`) pick files in conf/, and its plain
+values fill them in. Every `_target_` (and `_partial_`, `_args_`, ...) comes from conf/; a stored one that differs
+is refused; no stored string is ever resolved as an interpolation (`${oc.env:...}` stays that literal text).
+"""
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from src.errors import CheckpointError
+from src.machinery.config import ROOT, register_schemas
+
+# The groups that rebuild a run's model and data (the trainer, loggers and callbacks are the caller's own).
+REBUILT_GROUPS = ("model", "data", "optimizer", "scheduler")
+# Groups chosen without a config key of their own (`module` fills `model`), and the option of checkpoints older
+# than the group.
+CHOSEN_GROUPS = {"module": "classification"}
+# Keys that make Hydra's `instantiate` choose or call code.
+RESERVED_KEYS = frozenset({"_target_", "_partial_", "_args_", "_recursive_", "_convert_"})
+CHOICE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)*")
+TRUSTED_HINT = (
+    "a checkpoint's config may pick files in conf/ and set plain values, never name code; if you trust this file, "
+    "add the config it needs under conf/ (docs/reliability.md: 'What is trusted')"
+)
+
+
+def literal(text: str) -> str:
+    """`text` escaped so that OmegaConf reads it back unchanged: `${...}` is never resolved.
+
+    OmegaConf reads `\\${` as a literal `${`, and 2n backslashes before `${` as n backslashes and an interpolation,
+    so each run of n backslashes before `${` becomes 2n + 1.
+    """
+    return re.sub(r"(\\*)\$\{", lambda m: "\\" * (2 * len(m.group(1)) + 1) + "${", text)
+
+
+def rebuild_run_config(stored: Any, source: str | Path, conf_dir: Path = ROOT / "conf") -> DictConfig:
+    """The train config composed from conf/ with the checkpoint's group choices, its groups in REBUILT_GROUPS
+    overlaid with the checkpoint's plain values.
+
+    Raises:
+        CheckpointError: one line naming the checkpoint and the stored key that would choose code.
+    """
+    if not isinstance(stored, Mapping):
+        raise CheckpointError(f"checkpoint {source} refused: its run_config is not a mapping")
+    choices = group_choices(stored, source, conf_dir)
+    composed = _compose(conf_dir, [f"{group}={option}" for group, option in choices.items()])
+    with open_dict(composed):
+        for group in REBUILT_GROUPS:
+            if stored.get(group) is None:
+                continue
+            base = OmegaConf.to_container(composed[group], resolve=False) if group in composed else None
+            where = f"conf/{group}/{choices[group]}.yaml"
+            composed[group] = overlay(base, stored[group], group, source, where)
+    return composed
+
+
+def group_choices(stored: Mapping, source: str | Path, conf_dir: Path) -> dict[str, str]:
+    """The option of each group in REBUILT_GROUPS that the checkpoint recorded, each an existing conf/ file."""
+    recorded = stored.get("choices")
+    if not isinstance(recorded, Mapping):
+        raise CheckpointError(
+            f"checkpoint {source} refused: its run_config records no config choices (model, data, ...) to rebuild "
+            "the run from this repository's conf/"
+        )
+    choices = {}
+    for group in (*CHOSEN_GROUPS, *REBUILT_GROUPS):
+        option = recorded.get(group, CHOSEN_GROUPS.get(group))
+        if (
+            not isinstance(option, str)
+            or not CHOICE.fullmatch(option)
+            or not (conf_dir / group / f"{option}.yaml").is_file()
+        ):
+            valid = sorted(p.stem for p in (conf_dir / group).glob("*.yaml"))
+            raise CheckpointError(
+                f"checkpoint {source} refused: it was trained with {group}={str(option)[:80]!r}, which is not a "
+                f"config in this repository's conf/{group}/ (one of {valid}); {TRUSTED_HINT}"
+            )
+        choices[group] = option
+    return choices
+
+
+def overlay(base: Any, stored: Any, key: str, source: str | Path, where: str) -> Any:
+    """`base` (a conf/ node as plain containers) with `stored`'s plain values laid over it.
+
+    A reserved key (`_target_`, ...) in `stored` must equal `base`'s at the same place; strings become literals.
+    """
+    if isinstance(stored, Mapping):
+        node = dict(base) if isinstance(base, dict) else {}
+        for name, value in stored.items():
+            if not isinstance(name, str):
+                raise CheckpointError(f"checkpoint {source} refused: its stored config has a key {name!r} under {key}")
+            path = f"{key}.{name}"
+            if name in RESERVED_KEYS:
+                if name not in node or node[name] != value:
+                    raise CheckpointError(
+                        f"checkpoint {source} refused: its stored config sets {path}={_short(value)}, which "
+                        f"{where} does not; {TRUSTED_HINT}"
+                    )
+                continue
+            node[name] = overlay(node.get(name), value, path, source, where)
+        return node
+    if isinstance(stored, list | tuple):
+        items = base if isinstance(base, list) else []
+        return [
+            overlay(items[i] if i < len(items) else None, value, f"{key}[{i}]", source, where)
+            for i, value in enumerate(stored)
+        ]
+    if isinstance(stored, str):
+        if stored == "???":  # OmegaConf's "missing value" marker, never in a resolved config
+            raise CheckpointError(f"checkpoint {source} refused: its stored config leaves {key} missing ('???')")
+        return literal(stored)
+    if stored is None or isinstance(stored, bool | int | float):
+        return stored
+    raise CheckpointError(f"checkpoint {source} refused: {key} holds a {type(stored).__name__}, not a plain value")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _compose(conf_dir: Path, overrides: list[str]) -> DictConfig:
+    """conf/train.yaml with `overrides`, composed beside a running Hydra app (whose state is restored after)."""
+    register_schemas()
+    running = GlobalHydra.instance().hydra if GlobalHydra.instance().is_initialized() else None
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
+            cfg = compose(config_name="train", overrides=overrides)
+    finally:
+        GlobalHydra.instance().hydra = running
+    OmegaConf.set_struct(cfg, False)
+    return cfg

@@ -1,1 +1,0 @@
-"""Small named helpers: git state, tracking (W&B), instantiation of config groups."""

@@ -1,0 +1,112 @@
+"""The template's uses of Lightning's private names, all in `src/machinery/lightning_shims.py`: each still does what
+the shim relies on (a failure names the Lightning version), and no other module touches a private name."""
+
+import ast
+import csv
+from pathlib import Path
+
+import pytest
+from lightning.pytorch import Trainer
+from lightning.pytorch.loggers import CSVLogger
+
+from src.machinery import lightning_shims
+from src.machinery.config import ROOT
+from src.machinery.lightning_shims import (
+    LIGHTNING_VERSION,
+    ContinuingCSVLogger,
+    experiment_started,
+    kill_launched_ranks,
+    starts_ranks_by_fork,
+)
+
+MOVED = f"Lightning {LIGHTNING_VERSION} changed a private name that src/machinery/lightning_shims.py relies on"
+
+
+def cpu_trainer(strategy: str, devices: int) -> Trainer:
+    return Trainer(accelerator="cpu", devices=devices, strategy=strategy, logger=False, enable_progress_bar=False)
+
+
+def test_the_ranks_rank_0_launches_can_be_signalled():
+    assert kill_launched_ranks(cpu_trainer("ddp", 2)), f"{MOVED}: ddp's launcher is no _SubprocessScriptLauncher"
+    assert not kill_launched_ranks(cpu_trainer("auto", 1))  # one process: no ranks to signal
+
+
+def test_fork_based_strategies_are_told_apart():
+    assert starts_ranks_by_fork(cpu_trainer("ddp_fork", 2)), f"{MOVED}: the strategy's _start_method"
+    assert not starts_ranks_by_fork(cpu_trainer("ddp", 2))
+
+
+def test_a_loggers_experiment_is_seen_without_creating_it(tmp_path):
+    logger = CSVLogger(tmp_path)
+    assert not experiment_started(logger)
+    assert not experiment_started(logger)  # asking does not create it
+    logger.experiment  # noqa: B018 (creates it)
+    assert experiment_started(logger), f"{MOVED}: a logger's _experiment"
+
+
+def test_the_csv_logger_appends_to_the_metrics_a_run_already_wrote(tmp_path):
+    for step, value in enumerate([0.5, 0.25]):
+        logger = ContinuingCSVLogger(tmp_path, name="csv", version="")  # a new logger, as after resume=true
+        logger.log_metrics({"train/loss": value}, step=step)
+        logger.save()
+    with open(tmp_path / "csv" / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [float(r["train/loss"]) for r in rows] == [0.5, 0.25], f"{MOVED}: the CSV writer's _check_log_dir_exists"
+
+
+CODE = [ROOT / "train.py", ROOT / "eval.py", *(ROOT / "src").rglob("*.py"), *(ROOT / "scripts").glob("*.py")]
+
+
+def own_names(files: list[Path]) -> set[str]:
+    """The attribute and method names the template's own code assigns or defines (`self._first_bad = ...`)."""
+    names = set()
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.ClassDef):
+                names.add(node.name)
+            targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+            names |= {t.attr for t in targets if isinstance(t, ast.Attribute)}
+    return names
+
+
+def private_names(path: Path, own: set[str] = frozenset()) -> list[str]:
+    """`module: line: name` for each private name of lightning or torch the file imports or reads: `from
+    lightning... import _X`, and any `x._name` (`torch._dynamo`, `trainer._results`, `self._fs`) that the
+    template's own code (`own`, and this file) never assigns or defines."""
+    tree = ast.parse(path.read_text())
+    own = set(own) | own_names([path])
+    found = []
+    for node in ast.walk(tree):
+        private = None
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in ("lightning", "torch"):
+            names = [alias.name for alias in node.names] + node.module.split(".")
+            private = next((n for n in names if n.startswith("_") and not n.startswith("__")), None)
+        elif isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+            private = node.attr if node.attr not in own else None
+        if private:
+            found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {private}")
+    return found
+
+
+def test_only_the_shim_module_touches_private_lightning_or_torch_names():
+    shim = Path(lightning_shims.__file__).resolve()
+    others = [path for path in CODE if path.resolve() != shim]
+    own = own_names(others)
+    assert private_names(shim, own), "the grep finds nothing even in the shim module: it cannot fail"
+    offenders = [hit for path in others for hit in private_names(path, own)]
+    assert not offenders, offenders
+
+
+@pytest.mark.parametrize(
+    "code,expected",
+    [
+        ("from lightning.pytorch.strategies.launchers import _SubprocessScriptLauncher", "_SubprocessScriptLauncher"),
+        ("import torch\ntorch._dynamo.reset()", "_dynamo"),
+        ("def f(trainer):\n    return trainer._results", "_results"),
+        ("class L:\n    def f(self):\n        return self._experiment", "_experiment"),
+    ],
+)
+def test_the_grep_finds_each_kind_of_private_use(tmp_path, code, expected, monkeypatch):
+    path = ROOT / "src" / "_probe_for_the_grep.py"
+    monkeypatch.setattr(Path, "read_text", lambda self: code if self == path else Path.read_bytes(self).decode())
+    assert [hit.rsplit(": ", 1)[1] for hit in private_names(path)] == [expected]
