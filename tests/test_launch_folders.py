@@ -319,6 +319,7 @@ def test_torchrun_killed_and_resumed_continues_its_folder_and_wandb_run_to_the_s
 # --- (4) a second run in a folder, without resume=true ---
 
 
+@pytest.mark.slow
 def test_second_run_in_an_existing_folder_stops_with_one_line(tmp_path):
     first = run(
         [sys.executable, str(ROOT / "train.py"), "trainer=cpu", "logger=csv", *TINY, f"hydra.run.dir={tmp_path}"], ROOT
