@@ -3,6 +3,7 @@
 import io
 from types import SimpleNamespace
 
+import pytest
 import torch
 from lightning.pytorch.callbacks import RichProgressBar
 
@@ -44,6 +45,7 @@ def test_throughput_monitor_times_steps_after_the_warm_up_within_epochs(make_cfg
     assert len(monitor.step_rates) == monitor.steps and monitor.median_samples_per_s > 0
 
 
+@pytest.mark.slow
 def test_test_pictures_are_saved_and_logged_to_wandb(make_cfg, tmp_path):
     train(make_cfg(*FAST, "logger=default"))
     for name in ("confusion_matrix.png", "misclassified.png"):

@@ -23,7 +23,8 @@ FAMILIES = {
 }
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+# The CNN's run is the default suite's one end-to-end run; the other families' are `slow`.
+@pytest.mark.parametrize("family", [f if f == "cnn" else pytest.param(f, marks=pytest.mark.slow) for f in FAMILIES])
 def test_each_family_learns_digits(make_cfg, tmp_path, family):
     overrides, threshold = FAMILIES[family]
     metrics = train(make_cfg(*FAST, *overrides))
@@ -62,6 +63,7 @@ def test_eval_reproduces_the_test_accuracy_and_writes_predictions(make_cfg, tmp_
     assert all(0.1 <= float(r["confidence"]) <= 1 for r in rows)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", FAMILIES)
 def test_bf16_mixed_precision_trains_each_family_on_cpu(make_cfg, family):
     overrides, threshold = FAMILIES[family]
@@ -95,6 +97,7 @@ def wandb_run_record(run_dir: Path) -> dict:
     return next(r["run"] for r in records if r.get("type") == "run")
 
 
+@pytest.mark.slow
 def test_wandb_offline_run_records_config_and_metrics(make_cfg, tmp_path):
     metrics = train(make_cfg(*FAST, "logger=default", "group=g1", "tags=[t1]"))
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
@@ -115,6 +118,7 @@ def test_logger_none_writes_nothing_to_wandb(make_cfg, tmp_path):
     assert (tmp_path / "checkpoints" / "last.ckpt").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scheduler", ["warmup_cosine", "onecycle"])
 def test_resume_from_last_checkpoint_continues_training(tmp_path, scheduler):
     first = tmp_path / "first"
@@ -159,6 +163,7 @@ def test_early_stopping_watches_val_loss(make_cfg, tmp_path):
     assert epochs == {0, 1}
 
 
+@pytest.mark.slow
 def test_wandb_run_is_named_and_records_parameters_and_hardware(make_cfg, tmp_path):
     train(make_cfg(*FAST, "logger=wandb", "model=rnn"))
     (run_dir,) = (tmp_path / "wandb").glob("offline-run-*")
@@ -172,6 +177,7 @@ def test_wandb_run_is_named_and_records_parameters_and_hardware(make_cfg, tmp_pa
     assert hardware["device_name"] and config["choices"]["model"] == "rnn"
 
 
+@pytest.mark.slow
 def test_log_model_records_the_checkpoints_as_wandb_artifacts(make_cfg, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_DATA_DIR", str(tmp_path / "staging"))  # W&B stages artifact files here
     train(make_cfg(*FAST, "logger=wandb", "logger.wandb.log_model=true"))
