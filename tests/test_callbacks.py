@@ -27,12 +27,14 @@ def test_rich_bar_in_a_terminal_plain_lines_elsewhere(monkeypatch):
     assert isinstance(auto_progress_bar(every_n_seconds=5), LineProgress)
 
 
+@pytest.mark.slow
 def test_throughput_is_logged_per_epoch(make_cfg):
     cfg = make_cfg(*FAST, "+callbacks.throughput._target_=src.callbacks.throughput.ThroughputMonitor")
     metrics = train(cfg)
     assert metrics["train/samples_per_s"] > 0
 
 
+@pytest.mark.slow
 def test_throughput_monitor_times_steps_after_the_warm_up_within_epochs(make_cfg):
     # digits: 1,077 training images = 16 batches of 64 and one of 53 per epoch; 3 epochs, 51 steps.
     monitor = ThroughputMonitor(warmup_steps=5)

@@ -137,6 +137,7 @@ def test_nan_loss_is_never_saved_by_a_checkpoint_due_before_the_check(tmp_path):
     assert all(torch.isfinite(t).all() for t in last["state_dict"].values() if t.is_floating_point())
 
 
+@pytest.mark.slow
 def test_skip_mode_skips_the_nan_batch_and_trains_on(make_cfg):
     skip = ["callbacks.finite_loss.on_nonfinite=skip", "+callbacks.nan._target_=tests.probes.NanAt"]
     cfg = make_cfg(*TINY, *skip, "+callbacks.nan.step=5")

@@ -43,6 +43,7 @@ def first_run(tmp_path_factory) -> Path:
     return run_dir / "checkpoints" / "last.ckpt"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["absolute", "dotdot", "protocol", "chained"])
 def test_a_crafted_callback_state_deletes_nothing_outside_the_run(first_run, tmp_path, kind, caplog):
     """The checkpoint claims the new run's own folder (so Lightning restores every path) and names a victim."""

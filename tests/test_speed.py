@@ -86,6 +86,7 @@ def test_flip_tta_averages_each_image_with_its_mirror(make_cfg):
     assert torch.allclose(logits, module.net(x), atol=1e-6)  # training steps see the images as they are
 
 
+@pytest.mark.slow
 def test_eval_accepts_the_gpu_configs_mixed_precision(make_cfg, tmp_path):
     """`precision: mixed` (trainer=gpu) is resolved for eval.py as for train.py; on a CPU it runs bf16."""
     train(make_cfg(*FAST, "trainer.max_epochs=1"))

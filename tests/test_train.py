@@ -71,6 +71,7 @@ def test_bf16_mixed_precision_trains_each_family_on_cpu(make_cfg, family):
     assert metrics["val/acc"] > threshold - 0.05  # bf16 rounding costs a little accuracy in 3 epochs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["fdr", "limit", "overfit", "profiler"])
 def test_debug_modes_run(make_cfg, mode):
     metrics = train(make_cfg("trainer=cpu", "logger=csv", f"debug={mode}", "trainer.max_epochs=2"))
@@ -112,6 +113,7 @@ def test_wandb_offline_run_records_config_and_metrics(make_cfg, tmp_path):
     assert (tmp_path / "csv" / "metrics.csv").exists()  # the default logs locally as well
 
 
+@pytest.mark.slow
 def test_logger_none_writes_nothing_to_wandb(make_cfg, tmp_path):
     train(make_cfg(*FAST, "logger=none"))
     assert not list(tmp_path.rglob("*.wandb")) and not (tmp_path / "wandb").exists()
@@ -138,6 +140,7 @@ def test_resume_from_last_checkpoint_continues_training(tmp_path, scheduler):
     assert (first / "checkpoints" / "last.ckpt").exists()
 
 
+@pytest.mark.slow
 def test_generalisation_gap_is_logged_every_epoch(make_cfg, tmp_path):
     train(make_cfg(*FAST))
     by_epoch: dict[int, dict[str, float]] = {}
@@ -152,6 +155,7 @@ def test_generalisation_gap_is_logged_every_epoch(make_cfg, tmp_path):
     assert epochs[-1]["train/loss_epoch"] < epochs[0]["train/loss_epoch"]
 
 
+@pytest.mark.slow
 def test_early_stopping_watches_val_loss(make_cfg, tmp_path):
     # min_delta larger than any loss: no epoch after the first counts as better, so patience 1 stops at epoch 2
     cfg = make_cfg(*FAST, "callbacks=early_stopping", "trainer.max_epochs=6", "callbacks.early_stopping.patience=1",
