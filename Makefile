@@ -13,7 +13,7 @@ GENERATED := outputs multirun lightning_logs wandb bench gpu-check .pytest_cache
 # the GPU check runs with the GPU machine's own Python (its torch), not the venv: see scripts/gpu_check.py
 GPU_PYTHON ?= python3
 
-.PHONY: help setup train test test-all lint format clean gpu-check
+.PHONY: help setup train test test-all lint format gpu-check clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'

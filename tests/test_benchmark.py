@@ -4,10 +4,14 @@ import csv
 import sys
 from dataclasses import replace
 
+import pytest
+
 from tests.conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import benchmark
+
+pytestmark = pytest.mark.slow  # end-to-end runs: `make test-all` (CI) runs them
 
 COLUMNS = {"model", "device", "precision", "compile", "channels_last", "data", "devices", "batch_size", "loop"}
 

@@ -3,6 +3,7 @@
 import io
 from types import SimpleNamespace
 
+import pytest
 import torch
 from lightning.pytorch.callbacks import RichProgressBar
 
@@ -26,12 +27,14 @@ def test_rich_bar_in_a_terminal_plain_lines_elsewhere(monkeypatch):
     assert isinstance(auto_progress_bar(every_n_seconds=5), LineProgress)
 
 
+@pytest.mark.slow
 def test_throughput_is_logged_per_epoch(make_cfg):
     cfg = make_cfg(*FAST, "+callbacks.throughput._target_=src.callbacks.throughput.ThroughputMonitor")
     metrics = train(cfg)
     assert metrics["train/samples_per_s"] > 0
 
 
+@pytest.mark.slow
 def test_throughput_monitor_times_steps_after_the_warm_up_within_epochs(make_cfg):
     # digits: 1,077 training images = 16 batches of 64 and one of 53 per epoch; 3 epochs, 51 steps.
     monitor = ThroughputMonitor(warmup_steps=5)
@@ -44,6 +47,7 @@ def test_throughput_monitor_times_steps_after_the_warm_up_within_epochs(make_cfg
     assert len(monitor.step_rates) == monitor.steps and monitor.median_samples_per_s > 0
 
 
+@pytest.mark.slow
 def test_test_pictures_are_saved_and_logged_to_wandb(make_cfg, tmp_path):
     train(make_cfg(*FAST, "logger=default"))
     for name in ("confusion_matrix.png", "misclassified.png"):

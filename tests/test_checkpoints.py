@@ -41,6 +41,7 @@ def save_forever(io: AtomicCheckpointIO, path: Path, tmpdir: Path, step: int) ->
     sys.platform != "linux",
     reason="unnamed temporary files (O_TMPFILE) are Linux-only: elsewhere a kill can strand one until the next save",
 )
+@pytest.mark.slow
 def test_sigkill_during_saves_leaves_the_last_checkpoint_loadable_and_no_temporary_files(tmp_path):
     io, path = AtomicCheckpointIO(), tmp_path / "checkpoints" / "last.ckpt"
     tmpdir = tmp_path / "tmpdir"
@@ -126,6 +127,7 @@ def test_checkpoint_of_another_model_shape_names_the_first_mismatched_weight(goo
     assert str(good_checkpoint) in message and "\n" not in message
 
 
+@pytest.mark.slow
 def test_cli_reports_a_bad_checkpoint_in_one_line_and_exits_1(good_checkpoint, tmp_path):
     path = damaged(good_checkpoint, tmp_path, "bit_flipped")
     for script in ("train.py", "eval.py"):

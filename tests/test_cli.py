@@ -32,6 +32,7 @@ def test_config_errors_name_the_bad_value_before_training(tmp_path, override, ex
     assert not (tmp_path / "config.yaml").exists()  # nothing started
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")
 def test_asking_for_a_gpu_without_one_says_what_to_do(tmp_path):
     done = run_script("train.py", "trainer=gpu", "logger=none", f"hydra.run.dir={tmp_path}")
@@ -40,6 +41,7 @@ def test_asking_for_a_gpu_without_one_says_what_to_do(tmp_path):
     assert "trainer=cpu" in done.stderr and "trainer.accelerator=auto" in done.stderr
 
 
+@pytest.mark.slow
 def test_default_run_trains_digits_and_eval_reproduces_it(tmp_path):
     """`python train.py` as in the README (W&B offline), then `python eval.py` on its best checkpoint."""
     start = time.monotonic()
@@ -61,6 +63,7 @@ def test_default_run_trains_digits_and_eval_reproduces_it(tmp_path):
     assert evaluated == pytest.approx(test_acc, abs=1e-3)
 
 
+@pytest.mark.slow
 def test_ddp_on_two_cpu_processes_gives_one_run(tmp_path):
     done = run_script(
         "train.py", *QUICK, "trainer.devices=2", "trainer.strategy=ddp", "logger=default", f"hydra.run.dir={tmp_path}"
@@ -73,6 +76,7 @@ def test_ddp_on_two_cpu_processes_gives_one_run(tmp_path):
     assert record["config"]["trainer"]["devices"] == 2 and record["summary"]["test/acc"] > 0.5
 
 
+@pytest.mark.slow
 def test_multirun_gives_one_folder_and_one_wandb_run_per_job(tmp_path):
     done = run_script(
         "train.py", "-m", *QUICK, "logger=default", "optimizer.lr=0.001,0.01", f"hydra.sweep.dir={tmp_path}"

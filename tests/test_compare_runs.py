@@ -4,6 +4,7 @@ import csv
 import sys
 from types import SimpleNamespace
 
+import pytest
 import yaml
 
 from src.train import train
@@ -17,6 +18,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 TINY = ["trainer=cpu", "trainer.max_epochs=2", "trainer.limit_train_batches=2", "trainer.num_sanity_val_steps=0"]
 
 
+@pytest.mark.slow
 def test_compare_shows_the_differing_keys_and_final_metrics(tmp_path, capsys):
     results = {}
     for name, lr in (("a", 0.003), ("b", 0.0003)):
@@ -39,6 +41,7 @@ def test_compare_shows_the_differing_keys_and_final_metrics(tmp_path, capsys):
     assert {float(row[best_col]) for row in body} == {round(m["val/acc_best"], 4) for m in results.values()}
 
 
+@pytest.mark.slow
 def test_three_model_multirun_is_one_wandb_group_and_one_table(tmp_path):
     """`-m model=cnn,rnn,resnet`: three complete offline W&B runs in one group, compared from their folders."""
     done = run_script("train.py", "-m", "model=cnn,rnn,resnet", *TINY, f"hydra.sweep.dir={tmp_path}")
@@ -65,6 +68,7 @@ def test_three_model_multirun_is_one_wandb_group_and_one_table(tmp_path):
     assert plot.read_bytes().startswith(PNG)
 
 
+@pytest.mark.slow
 def test_learning_curve_sweep_trains_on_more_data_and_plots_accuracy_against_it(tmp_path):
     done = run_script(
         "train.py",

@@ -197,6 +197,7 @@ def test_mnist_reads_the_real_files(make_cfg, tmp_path):
     assert x.shape == (1000, 1, 28, 28) and abs(x.mean().item()) < 0.1 and abs(x.std().item() - 1) < 0.1
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (SHARED_DATA / "cifar10-jpeg").is_dir(), reason="../shared/data/cifar10-jpeg is absent")
 def test_imagefolder_reads_the_real_cifar10_jpegs(make_cfg, tmp_path):
     for name in ("train", "test"):

@@ -1,9 +1,12 @@
 """DDP on CPU processes: on-device data shards, and multirun sweeps whose jobs each run DDP."""
 
+import pytest
 import yaml
 
 from tests.conftest import run_script
 from tests.probes import read_ranks
+
+pytestmark = pytest.mark.slow  # end-to-end runs: `make test-all` (CI) runs them
 
 DDP = ["trainer=cpu", "trainer.devices=2", "trainer.strategy=ddp", "logger=csv", "callbacks.model_summary=null"]
 SYNTHETIC = ["data=synthetic", "data.num_train=256", "data.num_val=64", "data.num_test=64", "data.image_size=8"]

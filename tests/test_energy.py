@@ -77,6 +77,7 @@ def test_report_adds_energy_and_device_time_prices():
     assert EstimateMeter(100.0).joules() >= 0
 
 
+@pytest.mark.slow
 def test_a_cpu_run_logs_estimated_energy_cost_and_device_hours(make_cfg, tmp_path):
     prices = ["cost.usd_per_kwh=0.3", "cost.usd_per_device_hour=1.5", "cost.cpu_watts=50"]
     train(make_cfg(*FAST, *prices))

@@ -89,6 +89,7 @@ def test_unreadable_image_is_named_before_training(make_cfg, tmp_path):
     assert not (tmp_path / "checkpoints").exists()
 
 
+@pytest.mark.slow
 def test_class_folders_that_differ_between_splits_are_named(tmp_path):
     data = image_folders(tmp_path / "images", {"train": ["cat", "dog"], "val": ["cat", "fox"]})
     done = run_script("train.py", *FAST, *data, f"hydra.run.dir={tmp_path / 'run'}")
@@ -115,6 +116,7 @@ def nan_error(line: str) -> tuple[int, int]:
     return int(found[1]), int(found[2])
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_within_a_logging_interval_and_every_checkpoint_is_finite(tmp_path):
     done = run_script("train.py", *FAST, "logger=none", *NAN_AT, f"hydra.run.dir={tmp_path}")
     assert done.returncode == 1 and "Traceback" not in done.stderr
@@ -124,6 +126,7 @@ def test_nan_loss_stops_within_a_logging_interval_and_every_checkpoint_is_finite
     assert not (tmp_path / "checkpoints").exists() or not list((tmp_path / "checkpoints").glob("*.ckpt"))
 
 
+@pytest.mark.slow
 def test_nan_loss_is_never_saved_by_a_checkpoint_due_before_the_check(tmp_path):
     """last.ckpt every 2 steps: the save due right after the NaN step is where the run stops, before writing."""
     done = run_script("train.py", *TINY, *NAN_AT, f"hydra.run.dir={tmp_path}")
@@ -134,6 +137,7 @@ def test_nan_loss_is_never_saved_by_a_checkpoint_due_before_the_check(tmp_path):
     assert all(torch.isfinite(t).all() for t in last["state_dict"].values() if t.is_floating_point())
 
 
+@pytest.mark.slow
 def test_skip_mode_skips_the_nan_batch_and_trains_on(make_cfg):
     skip = ["callbacks.finite_loss.on_nonfinite=skip", "+callbacks.nan._target_=tests.probes.NanAt"]
     cfg = make_cfg(*TINY, *skip, "+callbacks.nan.step=5")

@@ -88,6 +88,7 @@ def test_default_training_syncs_at_most_once_per_logging_interval(make_cfg, monk
     assert not any(where.startswith(COLLECTIVES) for where in calls)  # one process: nothing to agree on
 
 
+@pytest.mark.slow
 def test_under_ddp_the_ranks_agree_at_most_once_per_logging_interval(make_cfg, monkeypatch):
     """As one rank of two, the finite-loss guard and the preemption check each agree with the other ranks (an
     all-reduce, then a read of its result), both at the same steps: one stall per interval."""
@@ -98,6 +99,7 @@ def test_under_ddp_the_ranks_agree_at_most_once_per_logging_interval(make_cfg, m
     assert sum(n for where, n in calls.items() if where.startswith(COLLECTIVES)) <= 2 * STEPS // INTERVAL
 
 
+@pytest.mark.slow
 def test_the_counter_sees_a_per_step_sync(make_cfg, monkeypatch):
     """The skip mode reads every loss before the optimizer step: the counter must see STEPS of them."""
     calls = count_syncs(make_cfg, monkeypatch, "callbacks.finite_loss.on_nonfinite=skip").calls

@@ -39,6 +39,7 @@ def best_epoch(run_dir: Path) -> int:
     return int(best.stem.removeprefix("epoch_"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("epochs", [1, 7])
 def test_last_checkpoint_holds_the_final_state(tmp_path, epochs):
     run = fit(tmp_path, f"trainer.max_epochs={epochs}")

@@ -41,6 +41,7 @@ def test_slurm_launcher_asks_for_nodes_and_one_task_per_device(make_cfg, tmp_pat
         assert line in sbatch, sbatch
 
 
+@pytest.mark.slow
 def test_submitit_local_runs_a_two_job_sweep(tmp_path):
     done = run_script(
         "train.py", "-m", "hydra/launcher=submitit_local", "trainer=cpu", "logger=csv", "trainer.max_epochs=1",

@@ -13,6 +13,8 @@ import torch
 from src.train import train
 from tests.conftest import run_script
 
+pytestmark = pytest.mark.slow  # end-to-end runs: `make test-all` (CI) runs them
+
 EPOCHS, STEPS_PER_EPOCH, EVERY = 5, 17, 4
 PLANNED_STEPS = EPOCHS * STEPS_PER_EPOCH  # 85: the whole digits set (17 batches of 64) each epoch
 BEST_EPOCH_END = 4 * STEPS_PER_EPOCH  # val/acc peaks in epoch 3 (asserted): the last epoch saves no top-k file

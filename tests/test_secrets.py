@@ -1,5 +1,7 @@
 """No credential reaches anything a run writes: config files, checkpoints, Hydra's records, logs or W&B."""
 
+import pytest
+
 from src.machinery.secrets import REDACTED, is_secret_name, redact, secret_values
 from tests.conftest import run_script
 
@@ -20,6 +22,7 @@ def test_secret_names_values_and_redaction():
     assert redact(tree, found) == {"api_key": REDACTED, "note": f"key={REDACTED}", "items": [REDACTED, 3], "lr": 0.1}
 
 
+@pytest.mark.slow
 def test_keys_in_the_environment_and_on_the_command_line_are_written_nowhere(tmp_path):
     done = run_script(
         "train.py", "trainer=cpu", "trainer.max_epochs=1", "trainer.limit_train_batches=2", "logger=default",

@@ -4,11 +4,13 @@ import ast
 import csv
 import re
 
+import pytest
 import yaml
 
 from tests.conftest import run_script
 
 
+@pytest.mark.slow
 def test_optuna_search_runs_three_trials_and_reports_the_best(tmp_path):
     done = run_script(
         "train.py", "-m", "hparams_search=optuna", "hydra.sweeper.n_trials=3", "trainer=cpu", "trainer.max_epochs=1",

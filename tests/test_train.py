@@ -23,7 +23,8 @@ FAMILIES = {
 }
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+# The CNN's run is the default suite's one end-to-end run; the other families' are `slow`.
+@pytest.mark.parametrize("family", [f if f == "cnn" else pytest.param(f, marks=pytest.mark.slow) for f in FAMILIES])
 def test_each_family_learns_digits(make_cfg, tmp_path, family):
     overrides, threshold = FAMILIES[family]
     metrics = train(make_cfg(*FAST, *overrides))
@@ -62,6 +63,7 @@ def test_eval_reproduces_the_test_accuracy_and_writes_predictions(make_cfg, tmp_
     assert all(0.1 <= float(r["confidence"]) <= 1 for r in rows)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", FAMILIES)
 def test_bf16_mixed_precision_trains_each_family_on_cpu(make_cfg, family):
     overrides, threshold = FAMILIES[family]
@@ -69,6 +71,7 @@ def test_bf16_mixed_precision_trains_each_family_on_cpu(make_cfg, family):
     assert metrics["val/acc"] > threshold - 0.05  # bf16 rounding costs a little accuracy in 3 epochs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["fdr", "limit", "overfit", "profiler"])
 def test_debug_modes_run(make_cfg, mode):
     metrics = train(make_cfg("trainer=cpu", "logger=csv", f"debug={mode}", "trainer.max_epochs=2"))
@@ -95,6 +98,7 @@ def wandb_run_record(run_dir: Path) -> dict:
     return next(r["run"] for r in records if r.get("type") == "run")
 
 
+@pytest.mark.slow
 def test_wandb_offline_run_records_config_and_metrics(make_cfg, tmp_path):
     metrics = train(make_cfg(*FAST, "logger=default", "group=g1", "tags=[t1]"))
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
@@ -109,12 +113,14 @@ def test_wandb_offline_run_records_config_and_metrics(make_cfg, tmp_path):
     assert (tmp_path / "csv" / "metrics.csv").exists()  # the default logs locally as well
 
 
+@pytest.mark.slow
 def test_logger_none_writes_nothing_to_wandb(make_cfg, tmp_path):
     train(make_cfg(*FAST, "logger=none"))
     assert not list(tmp_path.rglob("*.wandb")) and not (tmp_path / "wandb").exists()
     assert (tmp_path / "checkpoints" / "last.ckpt").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scheduler", ["warmup_cosine", "onecycle"])
 def test_resume_from_last_checkpoint_continues_training(tmp_path, scheduler):
     first = tmp_path / "first"
@@ -134,6 +140,7 @@ def test_resume_from_last_checkpoint_continues_training(tmp_path, scheduler):
     assert (first / "checkpoints" / "last.ckpt").exists()
 
 
+@pytest.mark.slow
 def test_generalisation_gap_is_logged_every_epoch(make_cfg, tmp_path):
     train(make_cfg(*FAST))
     by_epoch: dict[int, dict[str, float]] = {}
@@ -148,6 +155,7 @@ def test_generalisation_gap_is_logged_every_epoch(make_cfg, tmp_path):
     assert epochs[-1]["train/loss_epoch"] < epochs[0]["train/loss_epoch"]
 
 
+@pytest.mark.slow
 def test_early_stopping_watches_val_loss(make_cfg, tmp_path):
     # min_delta larger than any loss: no epoch after the first counts as better, so patience 1 stops at epoch 2
     cfg = make_cfg(*FAST, "callbacks=early_stopping", "trainer.max_epochs=6", "callbacks.early_stopping.patience=1",
@@ -159,6 +167,7 @@ def test_early_stopping_watches_val_loss(make_cfg, tmp_path):
     assert epochs == {0, 1}
 
 
+@pytest.mark.slow
 def test_wandb_run_is_named_and_records_parameters_and_hardware(make_cfg, tmp_path):
     train(make_cfg(*FAST, "logger=wandb", "model=rnn"))
     (run_dir,) = (tmp_path / "wandb").glob("offline-run-*")
@@ -172,6 +181,7 @@ def test_wandb_run_is_named_and_records_parameters_and_hardware(make_cfg, tmp_pa
     assert hardware["device_name"] and config["choices"]["model"] == "rnn"
 
 
+@pytest.mark.slow
 def test_log_model_records_the_checkpoints_as_wandb_artifacts(make_cfg, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_DATA_DIR", str(tmp_path / "staging"))  # W&B stages artifact files here
     train(make_cfg(*FAST, "logger=wandb", "logger.wandb.log_model=true"))

@@ -75,6 +75,7 @@ def test_a_stored_config_that_names_code_is_refused_and_runs_nothing(trained, tm
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_cli_refusal_is_one_line_and_exit_1(trained, tmp_path):
     marker = tmp_path / "marker"
     path = crafted(trained[0], tmp_path, lambda c: c["model"]["net"].update(widths=opens(marker)))
