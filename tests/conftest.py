@@ -23,6 +23,16 @@ os.environ["WANDB_MODE"] = "offline"
 os.environ.setdefault("WANDB_SILENT", "true")
 
 
+@pytest.fixture(autouse=True)
+def own_wandb_service():
+    """W&B runs made in this process close their service after each test: processes a later test starts must not
+    inherit its WANDB_SERVICE (a run killed there would leave its stream open in it, and the resumed run's id would
+    be "in use")."""
+    yield
+    if "wandb" in sys.modules and os.environ.get("WANDB_SERVICE"):
+        sys.modules["wandb"].teardown()
+
+
 # Small and quick: CPU, no W&B, digits, a few epochs.
 FAST = ["trainer=cpu", "logger=csv", "trainer.max_epochs=3"]
 
@@ -48,6 +58,7 @@ def run_script(
     """Run `python <repo>/<script> <overrides>` in `cwd` as a user would, one torch thread, W&B offline
     (`env`: more variables)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline", "HYDRA_FULL_ERROR": "0", **(env or {})}
+    env.pop("WANDB_SERVICE", None)  # a W&B service of its own, not this process's
     return subprocess.run(
         [sys.executable, str(repo / script), *overrides],
         cwd=cwd,

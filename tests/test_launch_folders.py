@@ -41,8 +41,9 @@ def launch_env(**extra: str) -> dict[str, str]:
     """The environment a launched run gets here: one torch thread, W&B offline, this venv's python and the
     stand-in srun first on PATH."""
     path = f"{LAUNCH}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    inherited = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}  # a W&B service of its own
     return {
-        **os.environ,
+        **inherited,
         "OMP_NUM_THREADS": "1",
         "WANDB_MODE": "offline",
         "WANDB_SILENT": "true",

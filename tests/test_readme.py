@@ -201,7 +201,8 @@ def test_add_a_model_recipe_followed_literally_trains_the_new_model_with_the_mod
 def test_add_a_data_set_recipe_followed_literally_trains_on_the_new_data(repo_copy):
     write_recipe("Add a model", repo_copy)  # the recipe trains the MLP of the recipe before it
     commands = [s.command for s in write_recipe("Add a data set", repo_copy)]
-    subprocess.run(["bash", "-c", commands[0]], cwd=repo_copy, check=True)  # writes data/my_data.npz
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"  # `python`: this environment's
+    subprocess.run(["bash", "-c", commands[0]], cwd=repo_copy, env={**os.environ, "PATH": path}, check=True)
     test_acc, run_dir = run_literally(commands[1], repo_copy)
     print(f"{commands[1]}: test/acc {test_acc}")
     assert test_acc > 0.9 and "src.data.npz.NpzDataModule" in (run_dir / "config.yaml").read_text()
