@@ -21,15 +21,11 @@ from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from src.errors import CheckpointError
+from src.machinery.checkpoint_path import check_checkpoint_path, checksum_path, file_digest
 
 log = logging.getLogger(__name__)
 
-CHECKSUM_SUFFIX = ".sha256"
 TEMP_MARK = ".tmp-"
-
-
-def checksum_path(path: str | Path) -> Path:
-    return Path(f"{path}{CHECKSUM_SUFFIX}")
 
 
 def temp_files(folder: str | Path) -> list[Path]:
@@ -150,22 +146,13 @@ def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _file_digest(path: Path) -> str:
-    """SHA-256 of a file, read in chunks (checkpoints can be larger than the memory to spare)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):  # 1 MiB at a time (hashlib.file_digest needs Python 3.11)
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _digests_of_current_file(path: Path) -> list[str]:
     """Digests that the checkpoint now at `path` matches: its checksum file's list, which always includes the
     file's own digest (so a save does not read the old checkpoint back), else the file hashed."""
     sums = checksum_path(path)
     if sums.is_file() and (listed := sums.read_text().split()):
         return listed
-    return [_file_digest(path)] if path.is_file() else []
+    return [file_digest(path)] if path.is_file() else []
 
 
 def save_checkpoint_file(path: str | Path, data: bytes) -> None:
@@ -199,17 +186,7 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
     path = Path(path)
     if path.parent.is_dir():
         remove_stranded_temp_files(path)
-    if not path.exists():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} is not a file")
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"checkpoint {path} is empty (0 bytes): its save was cut short")
-    sums = checksum_path(path)
-    if sums.is_file() and _file_digest(path) not in sums.read_text().split():
-        raise CheckpointError(
-            f"checkpoint {path} does not match its checksum in {sums.name}: the file is truncated or corrupted"
-        )
+    check_checkpoint_path(path)
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:

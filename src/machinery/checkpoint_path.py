@@ -1,6 +1,7 @@
-"""Torch-free checks of a checkpoint path given on the command line, so a typo or a damaged file is reported in
-under a second, before torch and Lightning load (the full verification, and the weights_only load, follow in
-src/checkpointing.py).
+"""A checkpoint file's own checks, without torch: it exists, is a file, is not empty, and matches the SHA-256
+digests listed beside it (`<name>.sha256`). The command line's `ckpt_path` is checked here before torch and Lightning
+load, so a typo or a damaged file is reported in under a second; `checkpoint_files.read_checkpoint` runs the same
+checks before its `weights_only` load.
 """
 
 import hashlib
@@ -8,7 +9,20 @@ from pathlib import Path
 
 from src.errors import CheckpointError
 
-CHECKSUM_SUFFIX = ".sha256"  # as src/checkpointing.py writes it: the accepted hex digests, one a line
+CHECKSUM_SUFFIX = ".sha256"  # the accepted hex digests of the checkpoint, one a line
+
+
+def checksum_path(path: str | Path) -> Path:
+    return Path(f"{path}{CHECKSUM_SUFFIX}")
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file, read in chunks (checkpoints can be larger than the memory to spare)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):  # 1 MiB at a time (hashlib.file_digest needs Python 3.11)
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def check_checkpoint_path(path: str | Path) -> None:
@@ -21,17 +35,8 @@ def check_checkpoint_path(path: str | Path) -> None:
         raise CheckpointError(f"checkpoint {path} is not a file")
     if path.stat().st_size == 0:
         raise CheckpointError(f"checkpoint {path} is empty (0 bytes): its save was cut short")
-    sums = Path(f"{path}{CHECKSUM_SUFFIX}")
-    if sums.is_file() and _file_digest(path) not in sums.read_text().split():
+    sums = checksum_path(path)
+    if sums.is_file() and file_digest(path) not in sums.read_text().split():
         raise CheckpointError(
             f"checkpoint {path} does not match its checksum in {sums.name}: the file is truncated or corrupted"
         )
-
-
-def _file_digest(path: Path) -> str:
-    """SHA-256 of a file, read 1 MiB at a time (checkpoints can be larger than the memory to spare)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
