@@ -43,6 +43,8 @@ class ImageFolderDataModule(TensorDataModule):
         super().__init__(**kwargs)
         if self.on_device and not in_memory:
             raise ValueError("data.on_device=true needs data.in_memory=true for imagefolder: files are decoded once")
+        if self.num_folds is not None and not in_memory:
+            raise ValueError("data.num_folds needs data.in_memory=true for imagefolder: folds are cut from tensors")
         self.data_dir = Path(data_dir)
         self.val_fraction = val_fraction
         self.split_seed = split_seed
@@ -82,6 +84,8 @@ class ImageFolderDataModule(TensorDataModule):
             datasets = {"train": Subset(train, kept.tolist()), "val": Subset(train, held.tolist())}
         if (self.data_dir / "test").is_dir():
             datasets["test"] = _same_classes(train, self._folder("test"))
+        elif self.num_folds is not None:  # the validation images would be trained on in the other folds
+            raise DataError(f"{self.data_dir} has no test/ folder, which data.num_folds needs (the set it leaves out)")
         else:
             log.warning("%s has no test/ folder: testing on the validation images", self.data_dir)
             datasets["test"] = datasets["val"]

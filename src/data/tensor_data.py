@@ -6,11 +6,11 @@ How the splits reach the Trainer (loaders that resume mid-epoch, data kept on th
 
 import torch
 
-from src.errors import DataError
+from src.errors import ConfigValueError, DataError
 from src.machinery.augment import random_crop, random_flip
 from src.machinery.serving import ServedDataModule, Split
 
-__all__ = ["Split", "TensorDataModule", "hold_out", "stratified_fraction"]
+__all__ = ["Split", "TensorDataModule", "hold_out", "stratified_folds", "stratified_fraction"]
 
 
 def stratified_fraction(labels: torch.Tensor, fraction: float, seed: int = 0) -> torch.Tensor:
@@ -28,6 +28,17 @@ def stratified_fraction(labels: torch.Tensor, fraction: float, seed: int = 0) ->
     return torch.cat(kept).sort().values
 
 
+def stratified_folds(labels: torch.Tensor, num_folds: int, seed: int = 0) -> torch.Tensor:
+    """The fold (0 .. num_folds - 1) of each image: each class shuffled once with `seed` and dealt round the folds
+    in turn, so every fold holds its share of every class and fold sizes differ by at most one."""
+    generator = torch.Generator().manual_seed(seed)
+    members = [(labels == label).nonzero().flatten() for label in labels.unique()]  # [(n_class,), ...]
+    order = torch.cat([m[torch.randperm(len(m), generator=generator)] for m in members])  # (N,)
+    fold = torch.empty_like(labels)
+    fold[order] = torch.arange(len(labels)) % num_folds
+    return fold
+
+
 def hold_out(n: int, num_held: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Indices (kept, held out) of a seeded random split of range(n), the same for every run."""
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
@@ -39,7 +50,8 @@ class TensorDataModule(ServedDataModule):
 
     Images are stored raw (uint8 or float, scaled by `max_value`) and normalised after they reach the device, where
     the training-time augmentation (random crops, flips) also runs, batched. `train_fraction` < 1 trains on a
-    stratified share of the training split (validation and test stay whole).
+    stratified share of the training split (validation and test stay whole). `num_folds` pools train and val and
+    validates on stratified fold `fold` of them, training on the rest (cross-validation; test stays untouched).
     """
 
     max_value: float = 1.0
@@ -54,12 +66,21 @@ class TensorDataModule(ServedDataModule):
         crop_padding: int = 0,
         flip: bool = False,
         train_fraction: float = 1.0,
+        num_folds: int | None = None,
+        fold: int = 0,
         **serving,  # batch_size, eval_batch_size, num_workers, pin_memory, on_device
     ) -> None:
         super().__init__(**serving)
         if not 0 < train_fraction <= 1:
             raise ValueError(f"data.train_fraction={train_fraction} is not valid: use a number in (0, 1], e.g. 0.25")
         self.train_fraction = train_fraction
+        valid = list(range(num_folds or 1))  # num_folds null: the fixed split, fold 0
+        if (num_folds is not None and num_folds < 2) or fold not in valid:
+            raise ConfigValueError(
+                f"data.fold={fold} is not valid with data.num_folds={num_folds}: data.fold must be one of {valid}, "
+                "and data.num_folds null (the fixed train/val split) or 2 or more"
+            )
+        self.num_folds, self.fold = num_folds, fold
         self.num_classes = num_classes
         self.dims = (in_channels, image_size, image_size)
         self.crop_padding = crop_padding
@@ -76,6 +97,8 @@ class TensorDataModule(ServedDataModule):
         if self.splits:
             return
         splits = self.load_splits()
+        if self.num_folds is not None:
+            splits = self.cross_validation_split(splits)
         if self.train_fraction < 1:
             images, labels = splits["train"]
             kept = stratified_fraction(labels, self.train_fraction)
@@ -85,6 +108,13 @@ class TensorDataModule(ServedDataModule):
         self.splits = splits
         if self.on_device:
             self.place_on_device()
+
+    def cross_validation_split(self, splits: dict[str, Split]) -> dict[str, Split]:
+        """Fold `fold` of train + val (stratified, the same for every run) as val, the other folds as train."""
+        images = torch.cat([splits["train"][0], splits["val"][0]])  # (N_train + N_val, C, H, W)
+        labels = torch.cat([splits["train"][1], splits["val"][1]])
+        val = stratified_folds(labels, self.num_folds) == self.fold  # (N_train + N_val,) bool
+        return {**splits, "train": (images[~val], labels[~val]), "val": (images[val], labels[val])}
 
     def _check_split(self, name: str, images: torch.Tensor, labels: torch.Tensor) -> None:
         """Fail early, naming the expected shape, when files do not match the config."""
