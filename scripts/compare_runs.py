@@ -5,6 +5,7 @@
     python scripts/compare_runs.py outputs --group digits_cnn --tags cnn --keys optimizer.lr model.net.dropout
     python scripts/compare_runs.py multirun/<learning curve sweep> --x data.train_fraction --plot lc.png
     python scripts/compare_runs.py --wandb my-team/dl-template --group 2026-11-25_19-02-11   # online runs
+    python scripts/compare_runs.py multirun/<seed sweep> --group-by model.net.dropout choices.model --plot bars.png
 
 Local runs are read from their folders (works offline): `config.yaml` (resolved, with the git commit) and
 `csv/metrics.csv`. The table shows the config keys whose values differ between the runs (or `--keys`), the
@@ -12,6 +13,11 @@ code's commit (`*` when the tree was dirty), each run's final value of every met
 of `--metric` (highest; lowest for a loss), best run first. `--plot FILE` draws `--metric` against the step for
 every run in one chart; with `--x KEY` it draws the final `--metric` (default test/acc) against that config value
 instead. `--wandb ENTITY/PROJECT` reads the same from the W&B API (filtered by `--group` and `--tags`).
+
+`--group-by KEY ...` pools the runs that share those config values (whatever else differs: the seed, the fold)
+into one row each: n runs, and the mean ± sample standard deviation of every metric, best mean first; the CSV
+has a mean and a std column per metric, and `--plot` draws the group means as bars (against `--x`: as lines)
+with the standard deviation as error bars.
 
 Run folders may come from elsewhere: what is printed has its control characters removed, CSV cells that a
 spreadsheet would run as a formula are quoted, and a config.yaml with YAML aliases or over 16 MiB is refused.
@@ -21,7 +27,9 @@ import argparse
 import csv
 import math
 import re
+import statistics
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +40,8 @@ from src.machinery.plain_yaml import PlainYamlError, read_plain_yaml  # noqa: E4
 
 # Keys that differ between any two runs without saying anything about them.
 NOISE = (
-    "paths.", "hydra.", "run_name", "callbacks.model_checkpoint.dirpath", "callbacks.energy.out_dir",
+    "paths.", "hydra.", "run_name", "callbacks.model_checkpoint.dirpath", "callbacks.last_checkpoint.dirpath",
+    "callbacks.energy.out_dir",
     "callbacks.test_figures.out_dir", "logger.", "trainer.default_root_dir", "git.", "params.", "hardware.",
 )  # fmt: skip
 SHOWN = ("group",)  # has its own column
@@ -181,18 +190,80 @@ def column_name(key: str) -> str:
     return key.removeprefix(CHOICE)
 
 
+Column = tuple[str, Callable[[History], float | None]]  # a table's value column: its name and how a run gives it
+
+
+def value_columns(runs: list[dict], metrics: list[str], best_of: str) -> list[Column]:
+    """The final value of each metric, and the best of `best_of` where it has a curve (test/acc: one value, no best)."""
+    has_curve = any(len(run["history"].get(best_of, [])) > 1 for run in runs)
+    columns: list[Column] = [(m, lambda history, m=m: final(history, m)) for m in metrics]
+    return columns + [(f"best {best_of}", lambda history: best(history, best_of))] * has_curve
+
+
 def table(runs: list[dict], keys: list[str], metrics: list[str], best_of: str) -> list[list[str]]:
     """Header and one row per run: name, group, commit, config keys, final metrics, best of `best_of` (if a curve)."""
-    has_curve = any(len(run["history"].get(best_of, [])) > 1 for run in runs)  # test/acc: one value, no best
-    header = ["run", "group", "commit", *map(column_name, keys), *metrics] + [f"best {best_of}"] * has_curve
-    rows = [header]
+    columns = value_columns(runs, metrics, best_of)
+    rows = [["run", "group", "commit", *map(column_name, keys), *(name for name, _ in columns)]]
     for run in runs:
         cells = [run["name"], str(run["group"] or ""), run["commit"]]
         cells += [str(run["config"].get(k, "")) for k in keys]
-        values = [final(run["history"], m) for m in metrics] + [best(run["history"], best_of)] * has_curve
+        values = [value_of(run["history"]) for _, value_of in columns]
         cells += ["" if v is None else f"{v:.4f}" for v in values]
         rows.append(cells)
     return rows
+
+
+def config_key(runs: list[dict], key: str) -> str:
+    """`key` as the runs' config holds it (`model` is `choices.model`); one clear error when no run has it."""
+    for candidate in (key, CHOICE + key):
+        if any(candidate in run["config"] for run in runs):
+            return candidate
+    differ = ", ".join(map(column_name, differing_keys(runs))) or "none"
+    raise SystemExit(f"--group-by {printable(key)}: no run has this config key (keys that differ here: {differ})")
+
+
+def ranked_groups(runs: list[dict], keys: list[str], best_of: str) -> list[tuple[tuple[str, ...], list[dict]]]:
+    """The runs grouped by their values of `keys`, best mean of `best_of` first (highest; lowest for a loss)."""
+    groups: dict[tuple[str, ...], list[dict]] = {}
+    for run in runs:
+        groups.setdefault(tuple(str(run["config"].get(k, "")) for k in keys), []).append(run)
+    sign = 1 if "loss" in best_of else -1
+
+    def rank(group: tuple[tuple[str, ...], list[dict]]) -> tuple[bool, float]:
+        mean, _ = mean_std([v for run in group[1] if (v := best(run["history"], best_of)) is not None])
+        return mean is None, sign * (mean or 0.0)
+
+    return sorted(groups.items(), key=rank)
+
+
+def mean_std(values: list[float]) -> tuple[float | None, float | None]:
+    """Mean and sample standard deviation (n - 1; None for fewer than two values)."""
+    mean = statistics.fmean(values) if values else None
+    return mean, statistics.stdev(values) if len(values) > 1 else None
+
+
+def grouped_table(runs: list[dict], keys: list[str], metrics: list[str], best_of: str) -> list[list[str]]:
+    """Header and one row per group of runs sharing `keys`: their values, n, and each value column's mean and std."""
+    columns = value_columns(runs, metrics, best_of)
+    rows = [[*map(column_name, keys), "n", *(f"{name} {stat}" for name, _ in columns for stat in ("mean", "std"))]]
+    for values, members in ranked_groups(runs, keys, best_of):
+        cells = [*values, str(len(members))]
+        for _, value_of in columns:
+            stats = mean_std([v for run in members if (v := value_of(run["history"])) is not None])
+            cells += ["" if v is None else f"{v:.4f}" for v in stats]
+        rows.append(cells)
+    return rows
+
+
+def plus_minus(rows: list[list[str]]) -> list[list[str]]:
+    """A grouped table as printed: each metric's mean and std columns as one `mean ± std` column."""
+    header = rows[0]
+    first = next(i for i, name in enumerate(header) if name.endswith(" mean"))
+    merged = [header[:first] + [name.removesuffix(" mean") for name in header[first::2]]]
+    for row in rows[1:]:
+        pairs = zip(row[first::2], row[first + 1 :: 2], strict=True)
+        merged.append(row[:first] + [f"{m} ± {s}" if s else m for m, s in pairs])
+    return merged
 
 
 def print_table(rows: list[list[str]]) -> None:
@@ -233,25 +304,52 @@ def plot_curves(runs: list[dict], metric: str, labels: list[str], path: Path) ->
     return path
 
 
-def plot_against(runs: list[dict], key: str, metric: str, path: Path) -> Path:
-    """Final `metric` against config value `key` (e.g. test/acc against data.train_fraction), mean of repeats."""
+def plot_against(runs: list[dict], key: str, metric: str, path: Path, groups: dict[str, list[dict]]) -> Path:
+    """Final `metric` against config value `key` (e.g. test/acc against data.train_fraction), one line per group:
+    the mean of the repeats at each value, their standard deviation as error bars, and each repeat as a dot."""
     from matplotlib.figure import Figure
 
-    by_x: dict[float, list[float]] = {}
-    for run in runs:
-        x, y = run["config"].get(key), final(run["history"], metric)
-        if x is not None and y is not None:
-            by_x.setdefault(float(x), []).append(y)
-    if not by_x:
-        raise SystemExit(f"No run has both config key {key!r} and metric {metric!r}")
-    xs = sorted(by_x)
     fig = Figure(figsize=(6, 4), layout="constrained")
     ax = fig.subplots()
-    ax.plot(xs, [sum(by_x[x]) / len(by_x[x]) for x in xs], marker="o")
-    for x in xs:
-        ax.scatter([x] * len(by_x[x]), by_x[x], color="grey", s=10)
-    ax.set(xlabel=key, ylabel=metric, title=f"{metric} against {key} ({len(runs)} runs)")
+    for label, members in groups.items():
+        by_x: dict[float, list[float]] = {}
+        for run in members:
+            x, y = run["config"].get(key), final(run["history"], metric)
+            if x is not None and y is not None:
+                by_x.setdefault(float(x), []).append(y)
+        xs = sorted(by_x)
+        stats = [mean_std(by_x[x]) for x in xs]
+        bars = ax.errorbar(xs, [m for m, _ in stats], yerr=[s or 0 for _, s in stats], marker="o", capsize=3)
+        bars.set_label(label)
+        for x in xs:
+            ax.scatter([x] * len(by_x[x]), by_x[x], color=bars.lines[0].get_color(), s=10, alpha=0.5)
+    if not ax.lines:
+        raise SystemExit(f"No run has both config key {key!r} and metric {metric!r}")
+    ax.set(xlabel=key, ylabel=metric, title=f"{metric} against {key} ({len(runs)} runs, mean ± std)")
     ax.grid(alpha=0.3)
+    if len(groups) > 1:
+        ax.legend(fontsize=7)
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def plot_groups(groups: dict[str, list[dict]], metrics: list[str], path: Path) -> Path:
+    """The mean final value of each metric per group of runs as bars (one panel per metric), std as error bars."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(max(6.0, 0.7 * len(groups) + 2), 2.5 * len(metrics) + 1), layout="constrained")
+    axes = fig.subplots(len(metrics), 1, squeeze=False)[:, 0]
+    for ax, metric in zip(axes, metrics, strict=True):
+        stats = [
+            mean_std([v for r in runs if (v := final(r["history"], metric)) is not None]) for runs in groups.values()
+        ]
+        means = [math.nan if m is None else m for m, _ in stats]
+        ax.bar(range(len(groups)), means, yerr=[s or 0 for _, s in stats], capsize=3, color="tab:blue", alpha=0.8)
+        ax.set(ylabel=metric, xticks=[])
+        ax.grid(axis="y", alpha=0.3)
+    axes[-1].set_xticks(range(len(groups)), list(groups), rotation=30, ha="right", fontsize=7)
+    n = sum(len(runs) for runs in groups.values())
+    fig.suptitle(f"mean ± sample std over the runs of each group ({n} runs, {len(groups)} groups)", fontsize=9)
     fig.savefig(path, dpi=100)
     return path
 
@@ -268,6 +366,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--plot", type=Path, help="write a chart to this PNG file")
     p.add_argument("--x", help="with --plot: the final --metric against this config key (e.g. data.train_fraction)")
     p.add_argument("--csv", type=Path, help="also write the table to this CSV file")
+    p.add_argument("--group-by", nargs="+", metavar="KEY", help="one row per value of these config keys "
+                   "(model.net.dropout choices.model): mean ± std over the runs sharing them")  # fmt: skip
     p.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read runs from the W&B API instead of folders")
     args = p.parse_args(argv)
     args.metric = args.metric or ("test/acc" if args.x else "val/acc")
@@ -289,6 +389,11 @@ def load_runs(args: argparse.Namespace) -> list[dict]:
     return runs
 
 
+def label(run: dict, keys: list[str]) -> str:
+    """`key=value ...` for a legend (the run's name when there are no keys)."""
+    return printable(" ".join(f"{column_name(k)}={run['config'].get(k)}" for k in keys)[:60] or run["name"])
+
+
 def main(argv: list[str] | None = None) -> list[list[str]]:
     args = parse_args(argv)
     runs = load_runs(args)
@@ -297,18 +402,29 @@ def main(argv: list[str] | None = None) -> list[list[str]]:
         runs.sort(key=lambda r: (r["config"].get(args.x) is None, r["config"].get(args.x) or 0))
     else:
         runs.sort(key=sort_key(args.metric, best))
-    rows = table(runs, keys, args.metrics, args.metric)
-    print_table(rows)
+    groups = {"": runs}
+    if args.group_by:
+        by = [config_key(runs, key) for key in args.group_by]
+        groups = {label(members[0], by): members for _, members in ranked_groups(runs, by, args.metric)}
+        rows = grouped_table(runs, by, args.metrics, args.metric)
+        pooled = [column_name(k) for k in differing_keys(runs) if k not in by]
+        print(
+            f"{len(runs)} runs in {len(groups)} groups; a group pools runs that differ in: {', '.join(pooled) or '-'}"
+        )
+        print_table(plus_minus(rows))
+    else:
+        rows = table(runs, keys, args.metrics, args.metric)
+        print_table(rows)
     if args.csv:
         with open(args.csv, "w", newline="") as f:
             csv.writer(f).writerows([[csv_cell(printable(cell)) for cell in row] for row in rows])
     if args.plot:
         if args.x:
-            plot_against(runs, args.x, args.metric, args.plot)
+            plot_against(runs, args.x, args.metric, args.plot, groups)
+        elif args.group_by:
+            plot_groups(groups, args.metrics, args.plot)
         else:
-            labels = [" ".join(f"{column_name(k)}={r['config'].get(k)}" for k in keys)[:60] or r["name"] for r in runs]
-            labels = [printable(label) for label in labels]
-            plot_curves(runs, args.metric, labels, args.plot)
+            plot_curves(runs, args.metric, [label(run, keys) for run in runs], args.plot)
         print(f"Chart written to {args.plot}")
     return rows
 
