@@ -333,7 +333,7 @@ def plot_against(runs: list[dict], key: str, metric: str, path: Path, groups: di
     return path
 
 
-def plot_groups(groups: dict[str, list[dict]], metrics: list[str], path: Path) -> Path:
+def plot_groups(groups: dict[str, list[dict]], metrics: list[str], xlabel: str, path: Path) -> Path:
     """The mean final value of each metric per group of runs as bars (one panel per metric), std as error bars."""
     from matplotlib.figure import Figure
 
@@ -347,7 +347,8 @@ def plot_groups(groups: dict[str, list[dict]], metrics: list[str], path: Path) -
         ax.bar(range(len(groups)), means, yerr=[s or 0 for _, s in stats], capsize=3, color="tab:blue", alpha=0.8)
         ax.set(ylabel=metric, xticks=[])
         ax.grid(axis="y", alpha=0.3)
-    axes[-1].set_xticks(range(len(groups)), list(groups), rotation=30, ha="right", fontsize=7)
+    axes[-1].set_xticks(range(len(groups)), list(groups), rotation=30, ha="right", fontsize=8)
+    axes[-1].set_xlabel(printable(xlabel))
     n = sum(len(runs) for runs in groups.values())
     fig.suptitle(f"mean ± sample std over the runs of each group ({n} runs, {len(groups)} groups)", fontsize=9)
     fig.savefig(path, dpi=100)
@@ -389,9 +390,9 @@ def load_runs(args: argparse.Namespace) -> list[dict]:
     return runs
 
 
-def label(run: dict, keys: list[str]) -> str:
-    """`key=value ...` for a legend (the run's name when there are no keys)."""
-    return printable(" ".join(f"{column_name(k)}={run['config'].get(k)}" for k in keys)[:60] or run["name"])
+def label(run: dict, keys: list[str], width: int | None = 60) -> str:
+    """`key=value ...` for a legend, cut to `width` characters (the run's name when there are no keys)."""
+    return printable(" ".join(f"{column_name(k)}={run['config'].get(k)}" for k in keys)[:width] or run["name"])
 
 
 def main(argv: list[str] | None = None) -> list[list[str]]:
@@ -405,7 +406,8 @@ def main(argv: list[str] | None = None) -> list[list[str]]:
     groups = {"": runs}
     if args.group_by:
         by = [config_key(runs, key) for key in args.group_by]
-        groups = {label(members[0], by): members for _, members in ranked_groups(runs, by, args.metric)}
+        ranked = ranked_groups(runs, by, args.metric)
+        groups = {label(members[0], by, None): members for _, members in ranked}
         rows = grouped_table(runs, by, args.metrics, args.metric)
         pooled = [column_name(k) for k in differing_keys(runs) if k not in by]
         print(
@@ -422,7 +424,8 @@ def main(argv: list[str] | None = None) -> list[list[str]]:
         if args.x:
             plot_against(runs, args.x, args.metric, args.plot, groups)
         elif args.group_by:
-            plot_groups(groups, args.metrics, args.plot)
+            bars = {printable(" / ".join(values)): members for values, members in ranked}
+            plot_groups(bars, args.metrics, " / ".join(map(column_name, by)), args.plot)
         else:
             plot_curves(runs, args.metric, [label(run, keys) for run in runs], args.plot)
         print(f"Chart written to {args.plot}")
