@@ -16,13 +16,14 @@ import torch
 import yaml
 
 from src.errors import CheckpointError, RunError
-from src.machinery import launch_folder
+from src.machinery import checkpoint_path, launch_folder
 from src.machinery.checkpoint_path import check_checkpoint_path
 from src.machinery.config import ROOT
 from src.machinery.launch_folder import LaunchError, check_new_run_folder, launch_id
 from tests.probes import read_ranks
 from tests.test_resume import assert_equal_nested
 
+real_digest = checkpoint_path.file_digest
 LAUNCH = ROOT / "tests" / "launch"
 DOCS = ROOT / "docs" / "launchers.md"
 TINY = [
@@ -409,6 +410,21 @@ def test_command_line_checkpoint_is_checked_before_torch_is_imported(tmp_path, s
     assert done.stderr.strip().splitlines() == [f"Error: checkpoint {ckpt} {message}", "torch imported: False"]
     # Fast because torch never loads (asserted above); the time is reported, never asserted (machines differ 3x).
     print(f"{script} ckpt_path={file}: exit 1 after {seconds:.2f} s")
+
+
+def test_a_checkpoint_checked_then_loaded_is_hashed_once_until_it_changes(tmp_path, monkeypatch):
+    ckpt = tmp_path / "last.ckpt"
+    ckpt.write_bytes(b"weights")
+    (tmp_path / "last.ckpt.sha256").write_text(hashlib.sha256(b"weights").hexdigest() + "\n")
+    hashed = []
+    monkeypatch.setattr(checkpoint_path, "file_digest", lambda path: hashed.append(path) or real_digest(path))
+    check_checkpoint_path(ckpt)  # the command line's check, before torch
+    check_checkpoint_path(ckpt)  # read_checkpoint's, as Lightning loads it
+    assert hashed == [ckpt]
+    ckpt.write_bytes(b"damaged")  # changed since: hashed again, and refused
+    with pytest.raises(CheckpointError, match="does not match its checksum"):
+        check_checkpoint_path(ckpt)
+    assert hashed == [ckpt, ckpt]
 
 
 def test_checksum_mismatch_is_caught_without_torch(tmp_path):
