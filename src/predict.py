@@ -53,8 +53,9 @@ def predict(cfg: DictConfig) -> Path:
     names = checkpoint.get("class_names") or list(datamodule.class_names)  # older checkpoints: the data module's
     if not isinstance(names, list) or len(names) != datamodule.num_classes:
         raise CheckpointError(f"checkpoint {cfg.ckpt_path}: class_names is not a list of {datamodule.num_classes}")
-    if not isinstance(cfg.top_k, int) or not 1 <= cfg.top_k <= len(names):
-        raise ConfigValueError(f"top_k={cfg.top_k} is not valid: use a whole number from 1 to {len(names)}")
+    if not isinstance(cfg.top_k, int) or cfg.top_k < 1:
+        raise ConfigValueError(f"top_k={cfg.top_k} is not valid: use a whole number of at least 1")
+    k = min(cfg.top_k, len(names))  # a run of 2 classes lists 2
     to_tensor = image_to_tensor(*datamodule.dims[:2])
     read, images, unreadable = [], [], []
     for path in files:
@@ -73,9 +74,9 @@ def predict(cfg: DictConfig) -> Path:
     x, _ = datamodule.transform((to_data_scale(torch.stack(images), datamodule.max_value), None), train=False)
     trainer = instantiate_trainer(cfg.trainer, logger=False, callbacks=instantiate_group(cfg.get("callbacks")))
     batches = trainer.predict(module, dataloaders=DataLoader(TensorDataset(x), batch_size=cfg.batch_size))
-    top = torch.cat([b["probabilities"] for b in batches]).float().topk(cfg.top_k, dim=1)  # (N, k) each
+    top = torch.cat([b["probabilities"] for b in batches]).float().topk(k, dim=1)  # (N, k) each
     header = ["file", "prediction", "confidence"]
-    header += [f"top{i}{part}" for i in range(1, cfg.top_k + 1) for part in ("", "_probability")]
+    header += [f"top{i}{part}" for i in range(1, k + 1) for part in ("", "_probability")]
     rows = []
     for path, classes, probabilities in zip(read, top.indices.tolist(), top.values.tolist(), strict=True):
         pairs = [item for c, p in zip(classes, probabilities, strict=True) for item in (names[c], p)]
