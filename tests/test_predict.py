@@ -12,6 +12,7 @@ import torch
 from hydra.utils import instantiate
 from PIL import Image
 
+from scripts.digits_to_png import write_digits
 from src.data.imagefolder import image_to_tensor, load_image
 from src.errors import CheckpointError, ConfigValueError, DataError
 from src.eval import evaluate
@@ -25,11 +26,6 @@ TINY = ["trainer=cpu", "logger=none", "callbacks.test_figures=null", "callbacks.
 def read_csv(path: Path) -> list[dict[str, str]]:
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
-
-
-def digit_png(image: torch.Tensor, path: Path) -> None:
-    """A digit (1, 8, 8) of values 0..16 as an 8-bit grey PNG, each v as round(v * 255 / 16): lossless."""
-    Image.fromarray((image[0].double() * 255 / 16).round().to(torch.uint8).numpy(), mode="L").save(path)
 
 
 @pytest.fixture(scope="module")
@@ -68,11 +64,11 @@ def write_mixed_folder(folder: Path) -> dict[str, str]:
     file: each name and its PIL mode."""
     rng = np.random.default_rng(1)
     images = {
-        "grey8.png": Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8), mode="L"),
-        "grey64.jpg": Image.fromarray(rng.integers(0, 256, (64, 64), dtype=np.uint8), mode="L"),
-        "rgb8.jpg": Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8), mode="RGB"),
-        "rgb64.png": Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8), mode="RGB"),
-        "rgba.png": Image.fromarray(rng.integers(0, 256, (40, 64, 4), dtype=np.uint8), mode="RGBA"),
+        "grey8.png": Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)),
+        "grey64.jpg": Image.fromarray(rng.integers(0, 256, (64, 64), dtype=np.uint8)),
+        "rgb8.jpg": Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)),
+        "rgb64.png": Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)),
+        "rgba.png": Image.fromarray(rng.integers(0, 256, (40, 64, 4), dtype=np.uint8)),
         "more/palette.png": Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).convert("P"),
     }
     for name, image in images.items():
@@ -89,10 +85,7 @@ def test_digits_written_as_png_decode_to_the_training_tensors_exactly(tmp_path):
     datamodule.setup("test")
     images, labels = datamodule.splits["test"]  # (360, 1, 8, 8) uint8 in 0..16
     to_tensor = image_to_tensor(*datamodule.dims[:2])
-    decoded = []
-    for i, image in enumerate(images):
-        digit_png(image, tmp_path / f"{i}.png")
-        decoded.append(to_tensor(load_image(tmp_path / f"{i}.png")))
+    decoded = [to_tensor(load_image(path)) for path in write_digits(tmp_path / "digits")]
     x, _ = datamodule.transform((to_data_scale(torch.stack(decoded), datamodule.max_value), None), train=False)
     tested, _ = datamodule.transform((images, labels), train=False)
     assert x.shape == tested.shape == (360, 1, 8, 8) and x.dtype == tested.dtype == torch.float32
@@ -150,29 +143,21 @@ def test_predictions_on_the_digits_test_images_equal_evals(tmp_path, digits_run)
     evaluated = read_csv(tmp_path / "predictions.csv")  # eval's: index, prediction, confidence, label
     datamodule = instantiate(compose_config("train", [], tmp_path).data)
     datamodule.setup("test")
-    images, labels = datamodule.splits["test"]
+    _, labels = datamodule.splits["test"]
     assert [int(r["label"]) for r in evaluated] == labels.tolist()  # eval's rows are the test split, in order
-    (tmp_path / "digits").mkdir()
-    for i, image in enumerate(images):
-        digit_png(image, tmp_path / "digits" / f"{i:03d}.png")
+    files = write_digits(tmp_path / "digits")  # as scripts/digits_to_png.py writes them
     overrides = [f"ckpt_path={ckpt}", f"input={tmp_path / 'digits'}", "trainer=cpu", "top_k=3", "batch_size=100"]
     predicted = read_csv(predict(compose_config("predict", overrides, tmp_path / "predict")))
-    assert [Path(r["file"]).name for r in predicted] == [f"{i:03d}.png" for i in range(360)]
+    assert [r["file"] for r in predicted] == [str(path) for path in files]  # 000_label6.png, ...
     pairs = list(zip(predicted, evaluated, strict=True))
     same = sum(p["prediction"] == e["prediction"] for p, e in pairs)
     gap = max(abs(float(p["confidence"]) - float(e["confidence"])) for p, e in pairs)
     accuracy = sum(p["prediction"] == str(y) for p, y in zip(predicted, labels.tolist(), strict=True)) / 360
+    # eval's test/acc is torchmetrics' macro average over classes; `accuracy` here is the share of images
     print(f"{same}/360 equal eval's, confidence within {gap:.1e}; accuracy {accuracy:.4f} (eval: {test_acc:.4f})")
     assert same == 360 and gap < 1e-5
     assert len({r["prediction"] for r in predicted}) == 10 and accuracy > 0.8  # a model whose predictions differ
-    assert list(predicted[0])[3:] == [
-        "top1",
-        "top1_probability",
-        "top2",
-        "top2_probability",
-        "top3",
-        "top3_probability",
-    ]
+    assert list(predicted[0])[3:] == [f"top{i}{part}" for i in (1, 2, 3) for part in ("", "_probability")]
 
 
 def test_a_bad_top_k_or_class_list_is_one_line(tmp_path, digits_run):
