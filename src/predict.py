@@ -32,8 +32,6 @@ def input_files(pattern: str) -> list[Path]:
 def to_data_scale(images: torch.Tensor, max_value: float) -> torch.Tensor:
     """uint8 images (0..255) on the scale the data module stores its images in (0..max_value), rounded to its whole
     levels above 1: a digit saved as a PNG of round(v * 255 / 16) comes back as exactly v (0..16)."""
-    if max_value == 255:
-        return images
     scaled = images.float() * (max_value / 255)
     return scaled.round() if max_value > 1 else scaled
 
