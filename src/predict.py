@@ -15,6 +15,7 @@ from src.errors import CheckpointError, ConfigValueError, DataError
 from src.eval import load_module
 from src.machinery.console import tidy_console
 from src.machinery.instantiate import instantiate_group, instantiate_trainer
+from src.machinery.run_folder import csv_cell
 from src.machinery.secrets import redact_hydra_records, secret_values
 
 log = logging.getLogger(__name__)
@@ -37,8 +38,9 @@ def to_data_scale(images: torch.Tensor, max_value: float) -> torch.Tensor:
 
 
 def write_csv(path: Path, header: list[str], rows: list[list]) -> Path:
+    """Rows of file paths and class names, no cell of which a spreadsheet runs as a formula."""
     with open(path, "w", newline="") as f:
-        csv.writer(f).writerows([header, *rows])
+        csv.writer(f).writerows([header, *([csv_cell(c) if isinstance(c, str) else c for c in row] for row in rows)])
     return path
 
 
