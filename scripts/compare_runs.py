@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from src.machinery.plain_yaml import PlainYamlError, read_plain_yaml  # noqa: E402
+from src.machinery.run_folder import csv_cell  # noqa: E402
 
 # Keys that differ between any two runs without saying anything about them.
 NOISE = (
@@ -53,23 +54,11 @@ MAX_METRICS_BYTES = 256 << 20
 # Terminal escape sequences (CSI, OSC), then any other control or bidirectional-override character.
 ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b.?")
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def printable(text: str) -> str:
     """`text` without terminal escape sequences or control characters (a run folder's values are not trusted)."""
     return CONTROL.sub("?", ESCAPES.sub("", text))
-
-
-def csv_cell(text: str) -> str:
-    """A cell no spreadsheet runs as a formula: one starting with = + - @ (or tab, CR) gets a leading quote,
-    unless it is a number."""
-    if text.startswith(FORMULA_START):
-        try:
-            float(text)
-        except ValueError:
-            return "'" + text
-    return text
 
 
 def refuse(path: Path, problem: str) -> SystemExit:

@@ -22,7 +22,7 @@ tidy_console()
 
 
 def load_checkpoint(ckpt_path: str | Path) -> tuple[DictConfig, dict]:
-    """The training config and the weights of a checkpoint (verified, and loaded with `weights_only=True`).
+    """The training config and the contents of a checkpoint (verified, and loaded with `weights_only=True`).
 
     The config is rebuilt from this repository's conf/ with the choices and plain values the checkpoint recorded
     (`RunConfigInCheckpoint`): nothing in the file chooses which code runs.
@@ -30,7 +30,17 @@ def load_checkpoint(ckpt_path: str | Path) -> tuple[DictConfig, dict]:
     checkpoint = read_checkpoint(ckpt_path)
     if "run_config" not in checkpoint:
         raise CheckpointError(f"checkpoint {ckpt_path} holds no run_config: not written by this template's train.py")
-    return rebuild_run_config(checkpoint["run_config"], ckpt_path), checkpoint["state_dict"]
+    return rebuild_run_config(checkpoint["run_config"], ckpt_path), checkpoint
+
+
+def load_module(ckpt_path: str | Path) -> tuple[DictConfig, pl.LightningModule, dict]:
+    """The training config, the trained module and the checkpoint's contents (class names, ...)."""
+    trained, checkpoint = load_checkpoint(ckpt_path)
+    # Evaluation never compiles: a compiled run's weights load unchanged into the plain network.
+    module: pl.LightningModule = instantiate(trained.model, optimizer=trained.optimizer, compile=False)
+    check_state_dict_fits(module.state_dict(), checkpoint["state_dict"], source=ckpt_path)
+    module.load_state_dict(checkpoint["state_dict"])
+    return trained, module, checkpoint
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
@@ -40,12 +50,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     ckpt_path = Path(cfg.ckpt_path)
     # Hydra recorded the command line (a key given there included) before this ran: redact its records.
     redact_hydra_records(cfg.paths.output_dir, secret_values(OmegaConf.to_container(cfg, resolve=True)))
-    trained, state_dict = load_checkpoint(ckpt_path)
+    trained, module, _ = load_module(ckpt_path)
     data_cfg = cfg.data if cfg.get("data") else trained.data
-    # Evaluation never compiles: a compiled run's weights load unchanged into the plain network.
-    module: pl.LightningModule = instantiate(trained.model, optimizer=trained.optimizer, compile=False)
-    check_state_dict_fits(module.state_dict(), state_dict, source=ckpt_path)
-    module.load_state_dict(state_dict)
     datamodule: pl.LightningDataModule = instantiate(data_cfg)
     loggers = instantiate_loggers(cfg.get("logger"))
     callbacks = instantiate_group(cfg.get("callbacks"))
@@ -64,7 +70,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 
 def write_predictions(batches: list[dict[str, torch.Tensor]], output_dir: Path) -> Path:
     """`predictions.csv`: one row per test image, in the data set's order."""
-    columns = {key: torch.cat([b[key] for b in batches]).tolist() for key in batches[0]}
+    columns = {key: torch.cat([b[key] for b in batches]).tolist() for key in batches[0] if key != "probabilities"}
     output_dir.mkdir(parents=True, exist_ok=True)
     path = output_dir / "predictions.csv"
     with open(path, "w", newline="") as f:

@@ -137,10 +137,12 @@ class ClassificationModule(pl.LightningModule):
         self.log_dict({"test/acc": acc, "test/loss": loss})
 
     def predict_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
-        """Predicted class and softmax confidence of each image (and its label when the batch has one)."""
+        """Predicted class, softmax confidence and every class's probability of each image (and its label when the
+        batch has one)."""
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        confidence, prediction = self._logits(x).softmax(dim=1).max(dim=1)  # (B,), (B,)
-        out = {"prediction": prediction, "confidence": confidence}
+        probabilities = self._logits(x).softmax(dim=1)  # (B, num_classes)
+        confidence, prediction = probabilities.max(dim=1)  # (B,), (B,)
+        out = {"prediction": prediction, "confidence": confidence, "probabilities": probabilities}
         if isinstance(batch, (tuple, list)) and len(batch) > 1:
             out["label"] = batch[1]
         return out

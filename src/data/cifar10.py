@@ -14,6 +14,7 @@ class CIFAR10DataModule(TorchvisionDataModule):
     """
 
     dataset_class = CIFAR10
+    class_names = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
     def _tensors(self, dataset: CIFAR10) -> Split:
         images = torch.from_numpy(dataset.data).permute(0, 3, 1, 2).contiguous()  # (N, 3, 32, 32) uint8

@@ -49,17 +49,15 @@ class ImageFolderDataModule(TensorDataModule):
         self.val_fraction = val_fraction
         self.split_seed = split_seed
         self.in_memory = in_memory
+        self._class_names: list[str] = []
+
+    @property
+    def class_names(self) -> list[str]:
+        """The class folder names, by label (once `setup` has read train/)."""
+        return self._class_names or super().class_names
 
     def _folder(self, split: str) -> ImageFolder:
-        in_channels, size, _ = self.dims
-        to_tensor = transforms.Compose(
-            [
-                transforms.Grayscale() if in_channels == 1 else transforms.Lambda(_to_rgb),
-                transforms.Resize(size),
-                transforms.CenterCrop(size),
-                transforms.PILToTensor(),  # (C, H, W) uint8
-            ]
-        )
+        to_tensor = image_to_tensor(self.dims[0], self.dims[1])
         try:
             folder = ContainedImageFolder(self.data_dir / split, boundary=self.data_dir, transform=to_tensor)
         except FileNotFoundError as error:  # no class folders, or no image files in them
@@ -77,6 +75,7 @@ class ImageFolderDataModule(TensorDataModule):
         if not (self.data_dir / "train").is_dir():
             raise DataError(f"data.data_dir={self.data_dir} has no train/ folder of class folders")
         train = self._folder("train")
+        self._class_names = train.classes  # every split has train/'s (`_same_classes`)
         if (self.data_dir / "val").is_dir():
             datasets = {"train": train, "val": _same_classes(train, self._folder("val"))}
         else:
@@ -123,7 +122,7 @@ class ContainedImageFolder(ImageFolder):
     def __init__(self, root: str | Path, boundary: str | Path, **kwargs: Any) -> None:
         self.boundary = Path(os.path.realpath(boundary))
         _check_inside(Path(root), self.boundary)
-        super().__init__(root, loader=_load_image, **kwargs)
+        super().__init__(root, loader=load_image, **kwargs)
 
     def find_classes(self, directory: str | Path) -> tuple[list[str], dict[str, int]]:
         classes, class_to_idx = super().find_classes(directory)
@@ -171,7 +170,19 @@ def _check_inside(path: Path, boundary: Path) -> Path:
     return target
 
 
-def _load_image(path: str) -> Image.Image:
+def image_to_tensor(in_channels: int, size: int) -> transforms.Compose:
+    """A decoded RGB image -> (in_channels, size, size) uint8: resized (shorter side) and centre-cropped."""
+    return transforms.Compose(
+        [
+            transforms.Grayscale() if in_channels == 1 else transforms.Lambda(_to_rgb),
+            transforms.Resize(size),
+            transforms.CenterCrop(size),
+            transforms.PILToTensor(),  # (C, H, W) uint8
+        ]
+    )
+
+
+def load_image(path: str | Path) -> Image.Image:
     """Decode an image to RGB, as torchvision's loader does; a damaged or oversized one is a `DataError` naming
     the file."""
     try:

@@ -89,6 +89,11 @@ class TensorDataModule(ServedDataModule):
         self.std = torch.tensor(std).view(1, -1, 1, 1)
         self._stats_on: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
+    @property
+    def class_names(self) -> list[str]:
+        """The name of each class, by label: "0", "1", ... unless a subclass names them."""
+        return [str(label) for label in range(self.num_classes)]
+
     def load_splits(self) -> dict[str, Split]:
         """Subclasses return {"train": ..., "val": ..., "test": ...} as (images, labels) tensors."""
         raise NotImplementedError

@@ -25,6 +25,17 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
+_digests: dict[tuple, str] = {}  # (path, inode, size, mtime) -> digest: a file checked, then loaded, is read once
+
+
+def _digest_once(path: Path) -> str:
+    info = path.stat()
+    key = (str(path.resolve()), info.st_ino, info.st_size, info.st_mtime_ns)
+    if key not in _digests:
+        _digests[key] = file_digest(path)
+    return _digests[key]
+
+
 def check_checkpoint_path(path: str | Path) -> None:
     """Raise `CheckpointError` (one line naming the file) when `path` is missing, not a file, empty, or does not
     match a digest listed in its `<path>.sha256` (when that file exists)."""
@@ -36,7 +47,7 @@ def check_checkpoint_path(path: str | Path) -> None:
     if path.stat().st_size == 0:
         raise CheckpointError(f"checkpoint {path} is empty (0 bytes): its save was cut short")
     sums = checksum_path(path)
-    if sums.is_file() and file_digest(path) not in sums.read_text().split():
+    if sums.is_file() and _digest_once(path) not in sums.read_text().split():
         raise CheckpointError(
             f"checkpoint {path} does not match its checksum in {sums.name}: the file is truncated or corrupted"
         )

@@ -15,18 +15,11 @@ NONE_YET = torch.iinfo(torch.long).max  # "no non-finite loss so far", as a step
 
 
 class FiniteLoss(Callback):
-    """Watches every training loss for NaN and infinity.
+    """Watches every training loss for NaN and infinity (docs/reliability.md).
 
-    `on_nonfinite=stop` (the default) notes the first bad step on the device, without a sync, and reads that note
-    every `every_n_steps` steps (default: `trainer.log_every_n_steps`), at each epoch end and before any checkpoint
-    is written: the run stops within one logging interval with `NonFiniteLossError` naming the step (exit 1), and no
-    checkpoint ever holds weights the bad step changed. One host read per check (and one all-reduce under DDP, so
-    every rank stops at the same step).
-
-    `skip` drops a bad batch's gradients instead, so the optimizer leaves every weight (and its moments) as they
-    were, and puts back the buffers (batch-norm statistics) that the batch's forward pass changed. That decision is
-    needed before each optimizer step: it costs a host read (and an all-reduce under DDP) every step, and a copy of
-    the buffers.
+    `stop` notes the first bad step on the device (no sync) and reads it every `every_n_steps` steps, at each epoch
+    end and before any checkpoint is written. `skip` drops a bad batch's gradients and restores the buffers it
+    changed; that needs a host read (and an all-reduce under DDP) before every optimizer step.
     """
 
     def __init__(self, on_nonfinite: str = "stop", every_n_steps: int | None = None) -> None:

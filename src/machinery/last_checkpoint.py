@@ -1,8 +1,5 @@
-"""`last.ckpt`, the run's latest state: at every epoch end, at the end of training, and every N training steps.
-
-Lightning 2.6's `ModelCheckpoint(save_last=True)` writes `last.ckpt` at an epoch end only when it also saved a top-k
-checkpoint at that step, so once `val/acc` stops improving its `last.ckpt` falls behind the run. This callback owns
-`last.ckpt` instead (the top-k `ModelCheckpoint` has `save_last: false`).
+"""`last.ckpt`, the run's latest state. Lightning 2.6's `save_last=True` writes it at an epoch end only with a top-k
+save, so it falls behind once `val/acc` stops improving: this callback owns it (the top-k one has `save_last: false`).
 """
 
 from pathlib import Path
@@ -16,14 +13,9 @@ LAST_NAME = f"{ModelCheckpoint.CHECKPOINT_NAME_LAST}{ModelCheckpoint.FILE_EXTENS
 
 
 class LastCheckpoint(ModelCheckpoint):
-    """Writes `<dirpath>/last.ckpt` at every epoch end (after that epoch's validation and top-k checkpoint), at the
-    end of training, and every `every_n_train_steps` optimizer steps; at most once per step, whichever triggers fire.
-
-    A `ModelCheckpoint` so that loggers recording checkpoints (W&B `log_model`) see its `last_model_path`, and, as
-    every `Checkpoint`, Lightning runs it after the other callbacks and after the ModelCheckpoints listed before it.
-    Its hooks replace ModelCheckpoint's own: it never writes top-k files, a versioned `last-v1.ckpt`, or a
-    checkpoint on an exception (a crash or a NaN leaves the last good state), and it saves nothing under
-    `fast_dev_run` or in the sanity check.
+    """Writes `last.ckpt` at every epoch end (after validation), at the end of training and every
+    `every_n_train_steps` steps, at most once per step; never on an exception, under `fast_dev_run` or in the sanity
+    check. A `ModelCheckpoint` (its hooks replaced) so that W&B `log_model` sees its `last_model_path`.
     """
 
     def __init__(self, dirpath: str | None = None, every_n_train_steps: int | None = 100) -> None:

@@ -9,14 +9,17 @@ while Hydra composes the config, before config errors are reported.
   `torchrun_<id>`, the same on every node and when a pod restarts;
 - torchrun on one node with its own per-launch id: the first rank to get here picks the date and time and writes
   it to a small file keyed by that launch, where the other ranks read it;
-- anything else (`python train.py`, Lightning's own DDP launcher): the date and time, as before.
+- anything else (`python train.py`, Lightning's own DDP launcher): the date and time, with `_2`, `_3`, ... for a
+  second run started on this machine in the same second.
 """
 
+import itertools
 import os
 import re
 import sys
 import tempfile
 import time
+from contextlib import suppress
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -57,7 +60,7 @@ def launch_id(env: dict[str, str] | None = None) -> str:
         return slurm
     run_id = env.get("TORCHELASTIC_RUN_ID")
     if run_id is None:
-        return time.strftime(STAMP_FORMAT)
+        return _claimed_stamp()
     if run_id != "none" and not _UUID.fullmatch(run_id):
         return f"torchrun_{_UNSAFE.sub('_', run_id)}"
     # torchrun's own id: a fresh UUID per single-node launch, or "none" with a static rendezvous.
@@ -113,6 +116,27 @@ def _first_rank_decides(key: str) -> str:
     if not _STAMP.fullmatch(stamp):
         raise LaunchError(f"{final} does not hold a date and time ({stamp[:40]!r}): remove it and launch again")
     return stamp
+
+
+_claimed: list[str] = []  # this process's claim: Hydra may resolve the folder's name more than once
+
+
+def _claimed_stamp() -> str:
+    """The date and time, claimed on this machine: a second run started in the same second gets `<stamp>_2`
+    (then `_3`, ...) instead of stopping at the first run's folder. A claim is an empty file created exclusively."""
+    if _claimed:
+        return _claimed[0]
+    folder, stamp = _private_temp_folder(), time.strftime(STAMP_FORMAT)
+    for old in folder.glob("claim-*"):  # claims a minute old are no longer contested
+        with suppress(FileNotFoundError):  # another run removed it first
+            if old.stat().st_mtime < time.time() - 60:
+                old.unlink()
+    for n in itertools.count(1):
+        name = stamp if n == 1 else f"{stamp}_{n}"
+        with suppress(FileExistsError):
+            (folder / f"claim-{name}").touch(exist_ok=False)
+            _claimed.append(name)
+            return name
 
 
 def _private_temp_folder() -> Path:

@@ -30,19 +30,11 @@ def requeue_slurm_job() -> None:
 
 
 class Preemption(Checkpoint):
-    """On one of `signals`, the current training step finishes, `last.ckpt` is saved, and the run stops with
-    `Preempted` (exit code 128 + signal: 143 for SIGTERM, 138 for SIGUSR1).
+    """On one of `signals`: finish the step, save `last.ckpt`, stop with exit 128 + signal (docs/reliability.md).
 
-    A `Checkpoint` callback, so Lightning runs its hooks after the others, and after the ModelCheckpoints listed
-    before it: a signal during the epoch-end validation stops the run once the epoch's checkpoints are written.
-
-    It replaces Lightning's handlers while training: theirs exit with code 0 and save nothing (SIGTERM), or save
-    in the middle of a step (SLURM's SIGUSR1). With `requeue` and under SLURM, rank 0 requeues the job after a
-    SIGUSR1 (`#SBATCH --signal=USR1@120`), and the same command resumes from last.ckpt when it has `resume=true`.
-
-    One process checks its own flag after every step (no sync). Under DDP the ranks agree with an all-reduce every
-    `every_n_steps` steps (default: `trainer.log_every_n_steps`) and at each epoch end, all at the same steps, so
-    they stop together within that many steps of the signal without a collective on every step.
+    A `Checkpoint`, so Lightning runs it after the ModelCheckpoints listed before it. Lightning's own handlers exit 0
+    unsaved (SIGTERM) or save mid-step (SIGUSR1). Under DDP the ranks agree every `every_n_steps` steps (default
+    `trainer.log_every_n_steps`) and at each epoch end, so there is no collective on every step.
     """
 
     def __init__(

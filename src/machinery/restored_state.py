@@ -1,8 +1,5 @@
-"""Paths restored from a checkpoint are checked before anything uses them.
-
-Lightning's `ModelCheckpoint` keeps its best, last and top-k file paths in every checkpoint and, after a resume,
-deletes the old files those paths name. From a checkpoint made elsewhere (or crafted), such a path could name any
-file or folder. Only plain local paths inside the callback's own checkpoint folder survive the restore.
+"""Paths restored from a checkpoint are checked before anything uses them: Lightning's `ModelCheckpoint` deletes the
+old files its restored paths name, so only plain local paths inside its own checkpoint folder survive the restore.
 """
 
 import logging

@@ -1,4 +1,5 @@
-"""Store the run's resolved config in every checkpoint, so `eval.py` can rebuild the run from it."""
+"""Store the run's resolved config and class names in every checkpoint, so `eval.py` and `predict.py` can rebuild
+the run from it and name its predictions."""
 
 from typing import Any
 
@@ -7,7 +8,8 @@ from lightning.pytorch.callbacks import Callback
 
 
 class RunConfigInCheckpoint(Callback):
-    """Adds `checkpoint["run_config"]`: plain containers only, so `weights_only=True` loading works.
+    """Adds `checkpoint["run_config"]` and `checkpoint["class_names"]` (the data module's, a list of str by label):
+    plain containers only, so `weights_only=True` loading works.
 
     `src/train.py` hands it the run's record (the resolved config, credentials redacted) once it is made.
     """
@@ -18,3 +20,5 @@ class RunConfigInCheckpoint(Callback):
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
         if self.run_config is not None:
             checkpoint["run_config"] = self.run_config
+        if (names := getattr(trainer.datamodule, "class_names", None)) is not None:
+            checkpoint["class_names"] = [str(name) for name in names]

@@ -92,3 +92,17 @@ def read_text(path: str | Path, max_bytes: int = 1 << 20) -> str | None:
         return None
     with os.fdopen(fd, "rb") as f:
         return f.read(max_bytes).decode(errors="surrogateescape")
+
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(text: str) -> str:
+    """A cell no spreadsheet runs as a formula: one starting with = + - @ (or tab, CR) gets a leading quote,
+    unless it is a number."""
+    if text.startswith(FORMULA_START):
+        try:
+            float(text)
+        except ValueError:
+            return "'" + text
+    return text

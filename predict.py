@@ -1,0 +1,35 @@
+"""Name the class of new images with a checkpoint written by train.py; writes predictions.csv in the run folder.
+
+python predict.py ckpt_path=outputs/train/<date>_<time>/checkpoints/last.ckpt input=photos/
+python predict.py ckpt_path=... input='photos/*.jpg' top_k=5
+"""
+
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from src.errors import ConfigValueError, exit_on_run_error
+from src.machinery.checkpoint_path import check_checkpoint_path
+from src.machinery.config import load_machine_env, register_schemas
+from src.machinery.run_folder import check_run_folder_argument
+
+load_machine_env()
+register_schemas()
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="predict")
+def main(cfg: DictConfig) -> None:
+    with exit_on_run_error():
+        if not cfg.get("ckpt_path") or not cfg.get("input"):
+            raise ConfigValueError("predict.py needs ckpt_path=<a .ckpt file> and input=<image file, folder or glob>")
+        check_checkpoint_path(cfg.ckpt_path)  # checked before torch loads: a typo is reported in under a second
+        from src.predict import predict
+
+        predict(cfg)
+
+
+if __name__ == "__main__":
+    with exit_on_run_error():  # before Hydra writes its records and opens the log in an existing run folder
+        check_run_folder_argument(sys.argv[1:])
+    main()

@@ -1,0 +1,86 @@
+"""predict(cfg): name the class of new image files with a training run's checkpoint."""
+
+import csv
+import glob
+import logging
+from pathlib import Path
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader, TensorDataset
+
+from src.data.imagefolder import image_to_tensor, load_image
+from src.errors import CheckpointError, ConfigValueError, DataError
+from src.eval import load_module
+from src.machinery.console import tidy_console
+from src.machinery.instantiate import instantiate_group, instantiate_trainer
+from src.machinery.run_folder import csv_cell
+from src.machinery.secrets import redact_hydra_records, secret_values
+
+log = logging.getLogger(__name__)
+tidy_console()
+
+
+def input_files(pattern: str) -> list[Path]:
+    """The files `input=` names, sorted: one file, every file under a folder, or a glob's matches."""
+    found = Path(pattern).rglob("*") if Path(pattern).is_dir() else map(Path, glob.glob(pattern, recursive=True))
+    if not (files := sorted(path for path in found if path.is_file())):
+        raise DataError(f"input={pattern} matches no file: give an image file, a folder or a glob ('photos/*.jpg')")
+    return files
+
+
+def to_data_scale(images: torch.Tensor, max_value: float) -> torch.Tensor:
+    """uint8 images (0..255) on the scale the data module stores its images in (0..max_value), rounded to its whole
+    levels above 1: a digit saved as a PNG of round(v * 255 / 16) comes back as exactly v (0..16)."""
+    scaled = images.float() * (max_value / 255)
+    return scaled.round() if max_value > 1 else scaled
+
+
+def write_csv(path: Path, header: list[str], rows: list[list]) -> Path:
+    """Rows of file paths and class names, no cell of which a spreadsheet runs as a formula."""
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows([header, *([csv_cell(c) if isinstance(c, str) else c for c in row] for row in rows)])
+    return path
+
+
+def predict(cfg: DictConfig) -> Path:
+    """Write `predictions.csv` for every readable image `cfg.input` names (`unreadable.csv`: the files skipped)."""
+    redact_hydra_records(cfg.paths.output_dir, secret_values(OmegaConf.to_container(cfg, resolve=True)))
+    files = input_files(str(cfg.input))
+    trained, module, checkpoint = load_module(cfg.ckpt_path)
+    datamodule = instantiate(trained.data)  # the run's image size, channels, scale and normalisation; reads no data
+    names = checkpoint.get("class_names") or list(datamodule.class_names)  # older checkpoints: the data module's
+    if not isinstance(names, list) or len(names) != datamodule.num_classes:
+        raise CheckpointError(f"checkpoint {cfg.ckpt_path}: class_names is not a list of {datamodule.num_classes}")
+    if not isinstance(cfg.top_k, int) or cfg.top_k < 1:
+        raise ConfigValueError(f"top_k={cfg.top_k} is not valid: use a whole number of at least 1")
+    k = min(cfg.top_k, len(names))  # a run of 2 classes lists 2
+    to_tensor = image_to_tensor(*datamodule.dims[:2])
+    read, images, unreadable = [], [], []
+    for path in files:
+        try:
+            images.append(to_tensor(load_image(path)))  # (C, H, W) uint8, as the run's imagefolder would decode it
+            read.append(path)
+        except DataError as error:
+            log.warning("Skipped: %s", error)
+            unreadable.append([str(path), str(error)])
+    (output_dir := Path(cfg.paths.output_dir)).mkdir(parents=True, exist_ok=True)
+    if unreadable:
+        skipped = write_csv(output_dir / "unreadable.csv", ["file", "error"], unreadable)
+        log.warning("Skipped %d unreadable file(s), listed in %s", len(unreadable), skipped)
+    if not read:
+        raise DataError(f"input={cfg.input}: none of its {len(files)} file(s) is a readable image")
+    x, _ = datamodule.transform((to_data_scale(torch.stack(images), datamodule.max_value), None), train=False)
+    trainer = instantiate_trainer(cfg.trainer, logger=False, callbacks=instantiate_group(cfg.get("callbacks")))
+    batches = trainer.predict(module, dataloaders=DataLoader(TensorDataset(x), batch_size=cfg.batch_size))
+    top = torch.cat([b["probabilities"] for b in batches]).float().topk(k, dim=1)  # (N, k) each
+    header = ["file", "prediction", "confidence"]
+    header += [f"top{i}{part}" for i in range(1, k + 1) for part in ("", "_probability")]
+    rows = []
+    for path, classes, probabilities in zip(read, top.indices.tolist(), top.values.tolist(), strict=True):
+        pairs = [item for c, p in zip(classes, probabilities, strict=True) for item in (names[c], p)]
+        rows.append([str(path), names[classes[0]], probabilities[0], *pairs])
+    written = write_csv(output_dir / "predictions.csv", header, rows)
+    log.info("Wrote %d predictions to %s", len(rows), written)
+    return written
