@@ -177,8 +177,9 @@ def _refused_content(error: Exception) -> str | None:
     return found.group(0) if found else "a pickled Python object"
 
 
-def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
-    """Load a checkpoint with `weights_only=True` after checking it exists, is not empty and matches its checksum.
+def read_checkpoint(path: str | Path, map_location: Any = "cpu", lightning: bool = True) -> dict[str, Any]:
+    """Load a checkpoint with `weights_only=True` after checking it exists, is not empty and matches its checksum;
+    a Lightning one (with a state_dict) unless `lightning=False` (a plain state dict will do).
 
     Raises:
         CheckpointError: one line naming the file and what is wrong with it.
@@ -202,7 +203,7 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
         raise CheckpointError(
             f"checkpoint {path} is not a readable PyTorch checkpoint (truncated or corrupted: {_first_line(error)})"
         ) from None
-    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
+    if not isinstance(checkpoint, dict) or (lightning and not isinstance(checkpoint.get("state_dict"), dict)):
         raise CheckpointError(f"checkpoint {path} is not a Lightning checkpoint: it has no state_dict")
     return checkpoint
 

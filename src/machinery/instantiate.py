@@ -5,15 +5,29 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig
 
+from src.errors import ConfigValueError, RunError
 from src.machinery.checkpoint_files import AtomicCheckpointIO
 from src.machinery.hardware import check_accelerator, configure_speed, resolve_precision
 
 log = logging.getLogger(__name__)
+
+
+def instantiate_reported(node: DictConfig, **kwargs: Any) -> Any:
+    """Hydra's instantiate, with a constructor's `RunError` or `ValueError` (a bad config value) as one line."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as error:
+        if isinstance(error.__cause__, RunError):
+            raise error.__cause__ from None
+        if isinstance(error.__cause__, ValueError):
+            raise ConfigValueError(str(error.__cause__)) from None
+        raise
 
 
 def instantiate_group(group: DictConfig | None) -> list:
