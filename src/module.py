@@ -10,8 +10,6 @@ from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from src.errors import ConfigValueError
-
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
 SPLITS = ("train", "val", "test")
@@ -29,8 +27,7 @@ class ClassificationModule(pl.LightningModule):
         compile: compile the network in place with `torch.compile` (checkpoint keys are unchanged).
         channels_last: keep conv weights and inputs in NHWC memory format (faster convs on GPUs and recent CPUs).
         flip_tta: evaluate (val/test) on the mean of the logits of each image and its mirror image.
-        freeze: name prefixes (`net.features`) of the parameters that do not train; their batch norms keep their
-            statistics too (the layers stay in eval mode), so a frozen backbone is the one loaded.
+        freeze: name prefixes (`net.features`) of parameters that do not train, their layers kept in eval mode.
     """
 
     def __init__(
@@ -66,7 +63,7 @@ class ClassificationModule(pl.LightningModule):
         under = [name for name, _ in self.named_parameters() if f"{name}.".startswith(f"{prefix}.")]
         if not under:
             valid = sorted({".".join(name.split(".")[:2]) for name, _ in self.named_parameters()})
-            raise ConfigValueError(f"model.freeze: {prefix} names no parameters; valid top-level names: {valid}")
+            raise ValueError(f"model.freeze: {prefix} names no parameters; valid top-level names: {valid}")
         for name in under:
             self.get_parameter(name).requires_grad_(False)
         return [m for name, m in self.named_modules() if f"{name}.".startswith(f"{prefix}.")]

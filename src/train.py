@@ -14,14 +14,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from src.callbacks.energy import energy_summary
 from src.errors import CheckpointError, Preempted, RunError
+from src.machinery.checkpoint_files import init_weights
 from src.machinery.console import tidy_console
-from src.machinery.init_weights import init_weights
-from src.machinery.instantiate import (
-    instantiate_callbacks,
-    instantiate_loggers,
-    instantiate_reported,
-    instantiate_trainer,
-)
+from src.machinery.instantiate import instantiate_callbacks, instantiate_loggers, instantiate_node, instantiate_trainer
 from src.machinery.lightning_shims import kill_launched_ranks
 from src.machinery.multirun import isolated_job
 from src.machinery.run_config import RunConfigInCheckpoint
@@ -60,10 +55,8 @@ def build(cfg: DictConfig, **trainer_overrides: Any) -> Run:
     record = run_config(cfg)  # credentials redacted
     redact_hydra_records(cfg.paths.output_dir, secret_values(OmegaConf.to_container(cfg, resolve=True)))
 
-    datamodule: pl.LightningDataModule = instantiate_reported(cfg.data)
-    module: pl.LightningModule = instantiate_reported(
-        cfg.model, optimizer=cfg.optimizer, scheduler=cfg.get("scheduler")
-    )
+    datamodule: pl.LightningDataModule = instantiate_node(cfg.data)
+    module: pl.LightningModule = instantiate_node(cfg.model, optimizer=cfg.optimizer, scheduler=cfg.get("scheduler"))
     if cfg.get("init_from") is not None:  # weights only: the optimizer and step count start fresh
         init_weights(module, cfg.init_from, strict=cfg.get("init_strict", True))
     loggers = instantiate_loggers(cfg.get("logger"))

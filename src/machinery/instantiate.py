@@ -18,15 +18,14 @@ from src.machinery.hardware import check_accelerator, configure_speed, resolve_p
 log = logging.getLogger(__name__)
 
 
-def instantiate_reported(node: DictConfig, **kwargs: Any) -> Any:
-    """Hydra's instantiate, with a constructor's `RunError` or `ValueError` (a bad config value) as one line."""
+def instantiate_node(node: DictConfig, **kwargs: Any) -> Any:
+    """Hydra's instantiate, reporting a constructor's `RunError` (or `ValueError`: a bad value) as one line."""
     try:
         return instantiate(node, **kwargs)
     except InstantiationException as error:
-        if isinstance(error.__cause__, RunError):
-            raise error.__cause__ from None
-        if isinstance(error.__cause__, ValueError):
-            raise ConfigValueError(str(error.__cause__)) from None
+        cause = error.__cause__
+        if isinstance(cause, RunError | ValueError):
+            raise cause if isinstance(cause, RunError) else ConfigValueError(cause) from None
         raise
 
 
