@@ -57,6 +57,7 @@ class ClassificationModule(pl.LightningModule):
         self.val_acc_best = MaxMetric()
         self._validated_epoch = -1  # the last epoch validated (not the sanity check): the gap needs its val/acc
         self._frozen = [module for prefix in freeze for module in self._freeze(prefix)]
+        self.train()  # frozen layers in eval mode: Lightning restores each layer's own mode after validating
 
     def _freeze(self, prefix: str) -> list[nn.Module]:
         """Stop the gradients of the parameters under `prefix`; the modules under it, to keep in eval mode."""
