@@ -42,6 +42,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     redact_hydra_records(cfg.paths.output_dir, secret_values(OmegaConf.to_container(cfg, resolve=True)))
     trained, state_dict = load_checkpoint(ckpt_path)
     data_cfg = cfg.data if cfg.get("data") else trained.data
+    if "weights" in trained.model.net:  # pretrained weights (a download, a file) are replaced by the checkpoint's
+        trained.model.net.weights = None
     # Evaluation never compiles: a compiled run's weights load unchanged into the plain network.
     module: pl.LightningModule = instantiate(trained.model, optimizer=trained.optimizer, compile=False)
     check_state_dict_fits(module.state_dict(), state_dict, source=ckpt_path)
