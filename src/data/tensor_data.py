@@ -10,7 +10,7 @@ from src.errors import DataError
 from src.machinery.augment import random_crop, random_flip
 from src.machinery.serving import ServedDataModule, Split
 
-__all__ = ["Split", "TensorDataModule", "hold_out", "stratified_fraction"]
+__all__ = ["Split", "TensorDataModule", "hold_out", "keep_classes", "stratified_fraction"]
 
 
 def stratified_fraction(labels: torch.Tensor, fraction: float, seed: int = 0) -> torch.Tensor:
@@ -34,12 +34,21 @@ def hold_out(n: int, num_held: int, seed: int) -> tuple[torch.Tensor, torch.Tens
     return order[num_held:], order[:num_held]
 
 
+def keep_classes(images: torch.Tensor, labels: torch.Tensor, classes: list[int]) -> Split:
+    """The images of `classes` only, relabelled by their place in it ([3, 7]: 3 -> 0, 7 -> 1), for a subset task."""
+    if absent := sorted(set(classes) - set(labels.tolist())):
+        raise DataError(f"data.classes={classes}: no images of {absent}; the labels are {labels.unique().tolist()}")
+    matches = labels.unsqueeze(1) == torch.tensor(classes)  # (N, len(classes))
+    kept = matches.any(dim=1)
+    return images[kept], matches[kept].int().argmax(dim=1)
+
+
 class TensorDataModule(ServedDataModule):
     """Base class: subclasses return the splits from `load_splits`.
 
     Images are stored raw (uint8 or float, scaled by `max_value`) and normalised after they reach the device, where
     the training-time augmentation (random crops, flips) also runs, batched. `train_fraction` < 1 trains on a
-    stratified share of the training split (validation and test stay whole).
+    stratified share of the training split (validation and test stay whole); `classes` keeps only those labels.
     """
 
     max_value: float = 1.0
@@ -54,12 +63,14 @@ class TensorDataModule(ServedDataModule):
         crop_padding: int = 0,
         flip: bool = False,
         train_fraction: float = 1.0,
+        classes: list[int] | None = None,
         **serving,  # batch_size, eval_batch_size, num_workers, pin_memory, on_device
     ) -> None:
         super().__init__(**serving)
         if not 0 < train_fraction <= 1:
             raise ValueError(f"data.train_fraction={train_fraction} is not valid: use a number in (0, 1], e.g. 0.25")
         self.train_fraction = train_fraction
+        self.classes = [int(c) for c in classes] if classes else None
         self.num_classes = num_classes
         self.dims = (in_channels, image_size, image_size)
         self.crop_padding = crop_padding
@@ -81,6 +92,8 @@ class TensorDataModule(ServedDataModule):
         if self.splits:
             return
         splits = self.load_splits()
+        if self.classes:
+            splits = {name: keep_classes(*split, self.classes) for name, split in splits.items()}
         if self.train_fraction < 1:
             images, labels = splits["train"]
             kept = stratified_fraction(labels, self.train_fraction)
