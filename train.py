@@ -31,6 +31,8 @@ def main(cfg: DictConfig) -> float | None:
         resuming = bool(cfg.get("resume")) or cfg.get("ckpt_path") == "last"
         if cfg.get("ckpt_path") is not None and not resuming:
             check_checkpoint_path(cfg.ckpt_path)  # missing, empty or damaged: reported before torch loads
+        if cfg.get("init_from") is not None:
+            check_checkpoint_path(cfg.init_from)
         check_new_run_folder(cfg.paths.output_dir, resuming)  # a second run never mixes into this folder
         # Imported here so a config error is reported before torch and Lightning load.
         from src.train import train

@@ -36,6 +36,8 @@ def load_checkpoint(ckpt_path: str | Path) -> tuple[DictConfig, dict]:
 def load_module(ckpt_path: str | Path) -> tuple[DictConfig, pl.LightningModule, dict]:
     """The training config, the trained module and the checkpoint's contents (class names, ...)."""
     trained, checkpoint = load_checkpoint(ckpt_path)
+    if "weights" in trained.model.net:  # pretrained weights (a download, a file) are replaced by the checkpoint's
+        trained.model.net.weights = None
     # Evaluation never compiles: a compiled run's weights load unchanged into the plain network.
     module: pl.LightningModule = instantiate(trained.model, optimizer=trained.optimizer, compile=False)
     check_state_dict_fits(module.state_dict(), checkpoint["state_dict"], source=ckpt_path)

@@ -1,6 +1,6 @@
 """ClassificationModule: one LightningModule that trains whatever network it is given."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import lightning.pytorch as pl
@@ -27,6 +27,7 @@ class ClassificationModule(pl.LightningModule):
         compile: compile the network in place with `torch.compile` (checkpoint keys are unchanged).
         channels_last: keep conv weights and inputs in NHWC memory format (faster convs on GPUs and recent CPUs).
         flip_tta: evaluate (val/test) on the mean of the logits of each image and its mirror image.
+        freeze: name prefixes (`net.features`) of parameters that do not train, their layers kept in eval mode.
     """
 
     def __init__(
@@ -39,8 +40,10 @@ class ClassificationModule(pl.LightningModule):
         compile: bool = False,
         channels_last: bool = False,
         flip_tta: bool = False,
+        freeze: Sequence[str] = (),
     ) -> None:
         super().__init__()
+        freeze = [str(prefix) for prefix in freeze]  # plain strings in hparams: checkpoints load weights_only
         # Only plain values go into hparams so checkpoints load with weights_only=True.
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
         self.net = net
@@ -53,6 +56,24 @@ class ClassificationModule(pl.LightningModule):
             setattr(self, f"{split}_loss", MeanMetric())
         self.val_acc_best = MaxMetric()
         self._validated_epoch = -1  # the last epoch validated (not the sanity check): the gap needs its val/acc
+        self._frozen = [module for prefix in freeze for module in self._freeze(prefix)]
+        self.train()  # frozen layers in eval mode: Lightning restores each layer's own mode after validating
+
+    def _freeze(self, prefix: str) -> list[nn.Module]:
+        """Stop the gradients of the parameters under `prefix`; the modules under it, to keep in eval mode."""
+        under = [name for name, _ in self.named_parameters() if f"{name}.".startswith(f"{prefix}.")]
+        if not under:
+            valid = sorted({".".join(name.split(".")[:2]) for name, _ in self.named_parameters()})
+            raise ValueError(f"model.freeze: {prefix} names no parameters; valid top-level names: {valid}")
+        for name in under:
+            self.get_parameter(name).requires_grad_(False)
+        return [m for name, m in self.named_modules() if f"{name}.".startswith(f"{prefix}.")]
+
+    def train(self, mode: bool = True) -> "ClassificationModule":
+        super().train(mode)
+        for module in self._frozen:
+            module.eval()  # a frozen batch norm keeps its running statistics
+        return self
 
     def configure_model(self) -> None:
         # Lightning calls this hook before fit and again before test: prepare the network once.

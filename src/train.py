@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -15,8 +14,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from src.callbacks.energy import energy_summary
 from src.errors import CheckpointError, Preempted, RunError
+from src.machinery.checkpoint_files import init_weights
 from src.machinery.console import tidy_console
-from src.machinery.instantiate import instantiate_callbacks, instantiate_loggers, instantiate_trainer
+from src.machinery.instantiate import instantiate_callbacks, instantiate_loggers, instantiate_node, instantiate_trainer
 from src.machinery.lightning_shims import kill_launched_ranks
 from src.machinery.multirun import isolated_job
 from src.machinery.run_config import RunConfigInCheckpoint
@@ -55,8 +55,10 @@ def build(cfg: DictConfig, **trainer_overrides: Any) -> Run:
     record = run_config(cfg)  # credentials redacted
     redact_hydra_records(cfg.paths.output_dir, secret_values(OmegaConf.to_container(cfg, resolve=True)))
 
-    datamodule: pl.LightningDataModule = instantiate(cfg.data)
-    module: pl.LightningModule = instantiate(cfg.model, optimizer=cfg.optimizer, scheduler=cfg.get("scheduler"))
+    datamodule: pl.LightningDataModule = instantiate_node(cfg.data)
+    module: pl.LightningModule = instantiate_node(cfg.model, optimizer=cfg.optimizer, scheduler=cfg.get("scheduler"))
+    if cfg.get("init_from") is not None:  # weights only: the optimizer and step count start fresh
+        init_weights(module, cfg.init_from, strict=cfg.get("init_strict", True))
     loggers = instantiate_loggers(cfg.get("logger"))
     callbacks = instantiate_callbacks(cfg.get("callbacks"), has_logger=bool(loggers))
     for callback in callbacks:
@@ -67,6 +69,7 @@ def build(cfg: DictConfig, **trainer_overrides: Any) -> Run:
         cfg.trainer, module, callbacks=callbacks, logger=loggers or False, **trainer_overrides
     )
     record.update(describe_run(module, trainer))
+    log.info("Training %d of %d parameters", record["params"]["trainable"], record["params"]["total"])
     save_run_config(record, cfg.paths.output_dir)
     for logger in loggers:
         logger.log_hyperparams(record)

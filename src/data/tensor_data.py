@@ -10,7 +10,7 @@ from src.errors import ConfigValueError, DataError
 from src.machinery.augment import random_crop, random_flip
 from src.machinery.serving import ServedDataModule, Split
 
-__all__ = ["Split", "TensorDataModule", "hold_out", "stratified_folds", "stratified_fraction"]
+__all__ = ["Split", "TensorDataModule", "hold_out", "keep_classes", "stratified_folds", "stratified_fraction"]
 
 
 def stratified_fraction(labels: torch.Tensor, fraction: float, seed: int = 0) -> torch.Tensor:
@@ -45,13 +45,23 @@ def hold_out(n: int, num_held: int, seed: int) -> tuple[torch.Tensor, torch.Tens
     return order[num_held:], order[:num_held]
 
 
+def keep_classes(images: torch.Tensor, labels: torch.Tensor, classes: list[int]) -> Split:
+    """The images of `classes` only, relabelled by their place in it ([3, 7]: 3 -> 0, 7 -> 1), for a subset task."""
+    if absent := sorted(set(classes) - set(labels.tolist())):
+        raise DataError(f"data.classes={classes}: no images of {absent}; the labels are {labels.unique().tolist()}")
+    matches = labels.unsqueeze(1) == torch.tensor(classes)  # (N, len(classes))
+    kept = matches.any(dim=1)
+    return images[kept], matches[kept].int().argmax(dim=1)
+
+
 class TensorDataModule(ServedDataModule):
     """Base class: subclasses return the splits from `load_splits`.
 
     Images are stored raw (uint8 or float, scaled by `max_value`) and normalised after they reach the device, where
     the training-time augmentation (random crops, flips) also runs, batched. `train_fraction` < 1 trains on a
-    stratified share of the training split (validation and test stay whole). `num_folds` pools train and val and
-    validates on stratified fold `fold` of them, training on the rest (cross-validation; test stays untouched).
+    stratified share of the training split (validation and test stay whole); `classes` keeps only those labels.
+    `num_folds` pools train and val and validates on stratified fold `fold` of them, training on the rest
+    (cross-validation; test stays untouched).
     """
 
     max_value: float = 1.0
@@ -66,6 +76,7 @@ class TensorDataModule(ServedDataModule):
         crop_padding: int = 0,
         flip: bool = False,
         train_fraction: float = 1.0,
+        classes: list[int] | None = None,
         num_folds: int | None = None,
         fold: int = 0,
         **serving,  # batch_size, eval_batch_size, num_workers, pin_memory, on_device
@@ -74,6 +85,7 @@ class TensorDataModule(ServedDataModule):
         if not 0 < train_fraction <= 1:
             raise ValueError(f"data.train_fraction={train_fraction} is not valid: use a number in (0, 1], e.g. 0.25")
         self.train_fraction = train_fraction
+        self.classes = [int(c) for c in classes] if classes else None
         valid = list(range(num_folds or 1))  # num_folds null: the fixed split, fold 0
         if (num_folds is not None and num_folds < 2) or fold not in valid:
             raise ConfigValueError(
@@ -102,6 +114,8 @@ class TensorDataModule(ServedDataModule):
         if self.splits:
             return
         splits = self.load_splits()
+        if self.classes:
+            splits = {name: keep_classes(*split, self.classes) for name, split in splits.items()}
         if self.num_folds is not None:
             splits = self.cross_validation_split(splits)
         if self.train_fraction < 1:

@@ -177,8 +177,9 @@ def _refused_content(error: Exception) -> str | None:
     return found.group(0) if found else "a pickled Python object"
 
 
-def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
-    """Load a checkpoint with `weights_only=True` after checking it exists, is not empty and matches its checksum.
+def read_checkpoint(path: str | Path, map_location: Any = "cpu", lightning: bool = True) -> dict[str, Any]:
+    """Load a checkpoint with `weights_only=True` after checking it exists, is not empty and matches its checksum;
+    a Lightning one (with a state_dict) unless `lightning=False` (a plain state dict will do).
 
     Raises:
         CheckpointError: one line naming the file and what is wrong with it.
@@ -202,7 +203,7 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
         raise CheckpointError(
             f"checkpoint {path} is not a readable PyTorch checkpoint (truncated or corrupted: {_first_line(error)})"
         ) from None
-    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
+    if not isinstance(checkpoint, dict) or (lightning and not isinstance(checkpoint.get("state_dict"), dict)):
         raise CheckpointError(f"checkpoint {path} is not a Lightning checkpoint: it has no state_dict")
     return checkpoint
 
@@ -228,6 +229,30 @@ def check_state_dict_fits(model_state: dict[str, torch.Tensor], loaded: dict[str
                 f"checkpoint {source} is for a different model: {key} has shape {tuple(value.shape)} "
                 f"there but {tuple(tensor.shape)} in this model"
             )
+
+
+def init_weights(module: torch.nn.Module, path: str, strict: bool = True) -> None:
+    """Load a checkpoint's or state dict's weights into a new run (`init_from`), logging every key left out."""
+    loaded = read_checkpoint(path, lightning=False)
+    loaded, own = loaded.get("state_dict", loaded), module.state_dict()
+    if not own.keys() & loaded.keys():  # the network's own state dict
+        loaded = {f"net.{key}": value for key, value in loaded.items()}
+    shared = own.keys() & loaded.keys()
+    left_out = {
+        "of another shape": sorted(k for k in shared if getattr(loaded[k], "shape", None) != own[k].shape),
+        "missing from the file": sorted(own.keys() - loaded.keys()),
+        "not in this model": sorted(loaded.keys() - own.keys()),
+    }
+    fits = shared - set(left_out["of another shape"])
+    found = "; ".join(f"{len(keys)} {what}: {', '.join(keys)}" for what, keys in left_out.items() if keys)
+    if len(fits) < len(own) / 2:  # another model family (an RNN's weights for a CNN) or size
+        raise CheckpointError(f"init_from={path} fits {len(fits)} of this model's {len(own)} weights: {found}")
+    if strict and found:
+        raise CheckpointError(f"init_from={path} does not fit this model: {found} (init_strict=false skips them)")
+    if found:
+        log.warning("init_from skipped %s", found)
+    module.load_state_dict({key: loaded[key] for key in fits}, strict=False)
+    log.info("Initialised %d of %d weights from %s", len(fits), len(own), path)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -73,10 +73,12 @@ def load_machine_env(path: Path = ROOT / ".env") -> None:
 
 
 def register_schemas() -> None:
-    """Make `trainer/schema` available to the trainer configs' defaults lists, and `${launch_id:}` (the run
-    folder's name every rank agrees on) to conf/hydra/default.yaml."""
+    """Make `trainer/schema` available to the trainer configs' defaults lists, `${launch_id:}` (the run
+    folder's name every rank agrees on) to conf/hydra/default.yaml, and `${count_classes:...}` to data configs."""
     ConfigStore.instance().store(group="trainer", name="schema", node=TrainerConf)
     register_launch_id_resolver()
+    if not OmegaConf.has_resolver("count_classes"):  # data configs: `num_classes: ${count_classes:${.classes},10}`
+        OmegaConf.register_new_resolver("count_classes", lambda classes, all_of: len(classes) if classes else all_of)
 
 
 def compose_config(

@@ -5,15 +5,28 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig
 
+from src.errors import ConfigValueError, RunError
 from src.machinery.checkpoint_files import AtomicCheckpointIO
 from src.machinery.hardware import check_accelerator, configure_speed, resolve_precision
 
 log = logging.getLogger(__name__)
+
+
+def instantiate_node(node: DictConfig, **kwargs: Any) -> Any:
+    """Hydra's instantiate, reporting a constructor's `RunError` (or `ValueError`: a bad value) as one line."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as error:
+        cause = error.__cause__
+        if isinstance(cause, RunError | ValueError):
+            raise cause if isinstance(cause, RunError) else ConfigValueError(cause) from None
+        raise
 
 
 def instantiate_group(group: DictConfig | None) -> list:
