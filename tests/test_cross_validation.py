@@ -85,3 +85,14 @@ def test_imagefolder_folds_need_decoded_tensors_and_a_test_folder(tmp_path):
     dm = ImageFolderDataModule(in_memory=True, **common)
     dm.setup()
     assert {k: len(v[1]) for k, v in dm.splits.items()} == {"train": 5, "val": 5, "test": 4}
+
+
+def test_folds_are_cut_from_the_kept_classes():
+    kept = DigitsDataModule(classes=[3, 7], **{**DIGITS, "num_classes": 2})
+    kept.setup()
+    pooled = items(kept.splits["train"]) + items(kept.splits["val"])
+    folds = [DigitsDataModule(classes=[3, 7], num_folds=2, fold=f, **{**DIGITS, "num_classes": 2}) for f in (0, 1)]
+    for dm in folds:
+        dm.setup()
+        assert set(dm.splits["val"][1].tolist()) == {0, 1}  # renumbered labels, both in each fold
+    assert items(folds[0].splits["val"]) + items(folds[1].splits["val"]) == pooled
