@@ -23,6 +23,7 @@ QUICK = ["trainer=cpu", "trainer.max_epochs=2"]
             r"Value 'abc' of type 'str' could not be converted to Integer\s+full_key: trainer.max_epochs",
         ),
         ("data.train_fraction=1.5", r"data.train_fraction=1.5 is out of range: it must be a number in \(0, 1\]"),
+        ("data.num_folds=2.5", r"data.num_folds=2.5 is out of range: it must be a whole number in \[2, inf\]"),
     ],
 )
 def test_config_errors_name_the_bad_value_before_training(tmp_path, override, expected):

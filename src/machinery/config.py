@@ -113,6 +113,7 @@ class Range:
     low_open: bool = False  # True: low itself is out of range
     high_open: bool = False
     optional: bool = True  # null allowed
+    integer: bool = False  # a whole number only
 
     def contains(self, value: float) -> bool:
         if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
@@ -124,7 +125,7 @@ class Range:
         right = ")" if self.high_open else "]"
         low = "-inf" if self.low is None else f"{self.low:g}"
         high = "inf" if self.high is None else f"{self.high:g}"
-        return f"a number in {left}{low}, {high}{right}"
+        return f"{'a whole' if self.integer else 'a'} number in {left}{low}, {high}{right}"
 
 
 # Keys absent from a config (another optimizer, data set or scheduler) are skipped.
@@ -144,6 +145,8 @@ VALUE_RANGES: dict[str, Range] = {
     "data.train_fraction": Range(0, 1, low_open=True),
     "data.val_fraction": Range(0, 1, low_open=True, high_open=True),
     "data.test_fraction": Range(0, 1, low_open=True, high_open=True),
+    "data.num_folds": Range(2, integer=True),
+    "data.fold": Range(0, optional=False, integer=True),  # below num_folds: checked by the data module
     "trainer.max_epochs": Range(-1),  # -1: no limit
     "trainer.accumulate_grad_batches": Range(1),
     "trainer.gradient_clip_val": Range(0),
@@ -158,7 +161,8 @@ def check_value_ranges(cfg: DictConfig, ranges: dict[str, Range] = VALUE_RANGES)
         value = OmegaConf.select(cfg, key, default=_ABSENT)
         if value is _ABSENT or (value is None and valid.optional):
             continue
-        if isinstance(value, bool) or not isinstance(value, int | float) or not valid.contains(value):
+        number = int if valid.integer else int | float
+        if isinstance(value, bool) or not isinstance(value, number) or not valid.contains(value):
             raise ConfigValueError(f"{key}={value} is out of range: it must be {valid}")
     if not isinstance(cfg.get("resume", False), bool):
         raise ConfigValueError(f"resume={cfg.resume} is not valid: use resume=true or resume=false")
