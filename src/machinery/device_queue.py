@@ -52,15 +52,16 @@ class DeviceQueueLauncher(BasicLauncher):
         for device in self.devices:
             free.put(device)
         with ProcessPoolExecutor(len(self.devices), context, initializer=_claim_device, initargs=(free,)) as pool:
-            return list(pool.map(_run_job, jobs))
+            return [cloudpickle.loads(done) for done in pool.map(_run_job, jobs)]
 
 
 def _claim_device(free: multiprocessing.Queue) -> None:
     os.environ["CUDA_VISIBLE_DEVICES"] = free.get()  # this worker's device, for every job it runs
 
 
-def _run_job(job: bytes) -> JobReturn:
+def _run_job(job: bytes) -> bytes:
     hydra_context, task_function, config, singletons = cloudpickle.loads(job)
     setup_globals()
     Singleton.set_state(singletons)
-    return run_job(hydra_context, task_function, config, "hydra.sweep.dir", "hydra.sweep.subdir")
+    done = run_job(task_function, config, "hydra.sweep.dir", "hydra.sweep.subdir", hydra_context)
+    return cloudpickle.dumps(done)  # (pickle refuses the config classes Hydra's plugin scan loaded twice)
