@@ -5,40 +5,32 @@ import multiprocessing
 import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 
 import cloudpickle
 from hydra._internal.core_plugins.basic_launcher import BasicLauncher
 from hydra.core.singleton import Singleton
-from hydra.core.utils import JobReturn, configure_log, run_job, setup_globals
+from hydra.core.utils import JobReturn, run_job, setup_globals
 from omegaconf import open_dict
 
 from src.errors import ConfigValueError
 
 
-def visible_devices() -> list[str]:
-    """The GPUs this process may use: those CUDA_VISIBLE_DEVICES names, else every one the driver reports."""
-    if os.environ.get("CUDA_VISIBLE_DEVICES"):
-        return os.environ["CUDA_VISIBLE_DEVICES"].split(",")
-    import torch
-
-    return [str(i) for i in range(torch.cuda.device_count())]
-
-
 class DeviceQueueLauncher(BasicLauncher):
-    """Runs each job in a worker process of its own device; `devices` null: every visible GPU."""
+    """Runs each job in a worker process of its own device; `devices` null: every GPU this process sees."""
 
     def __init__(self, devices: Sequence[int | str] | None = None) -> None:
         super().__init__()
-        self.devices = [str(d) for d in devices] if devices is not None else visible_devices()
+        if devices is None:
+            import torch  # here: composing a config needs no torch
+
+            visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+            devices = visible.split(",") if visible else range(torch.cuda.device_count())
+        self.devices = [str(d) for d in devices]
         if not self.devices:
             raise ConfigValueError("hydra/launcher=gpus found no GPU: name them, e.g. hydra.launcher.devices=[0,1]")
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         """Run the jobs, at most one per device at a time; the results in the jobs' order."""
-        setup_globals()
-        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         jobs = []
         for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
             # composed here, so that every job shares this process's sweep folder (its date and time)

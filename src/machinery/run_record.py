@@ -1,13 +1,12 @@
-"""What every run writes about itself: the resolved config, the code's git state (and diff), the command line, the
-host and the versions of the packages that matter."""
+"""What every run writes about itself: resolved config, git state and diff, command line, host, package versions."""
 
 import os
 import platform
 import shlex
-import socket
 import sys
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import distributions
 from pathlib import Path
+from socket import gethostname
 from typing import Any
 
 import lightning.pytorch as pl
@@ -32,31 +31,21 @@ def run_config(cfg: DictConfig) -> dict[str, Any]:
     Credentials (secret-named keys, and secret values from the environment or command line) are redacted.
     """
     plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
-    plain["git"] = git_state(_launch_dir())
+    cwd = HydraConfig.get().runtime.cwd if HydraConfig.initialized() else "."
+    plain["git"] = git_state(cwd)
     plain["choices"] = config_choices()
-    plain["launch"] = {
-        "command": shlex.join(["python", *sys.argv]),
-        "host": socket.gethostname(),
-        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),  # the GPUs it ran on (hydra/launcher=gpus)
-    }
+    launch = {"command": shlex.join(["python", *sys.argv]), "host": gethostname()}
+    plain["launch"] = launch | {"cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}  # its GPUs, if set
     plain["versions"] = package_versions()
     return redact(plain, secret_values(plain))
 
 
-def _launch_dir() -> str:
-    return HydraConfig.get().runtime.cwd if HydraConfig.initialized() else "."
-
-
 def package_versions() -> dict[str, str | None]:
     """Python, torch, CUDA and cuDNN, and each of `PACKAGES` that is installed."""
+    cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
     found = {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda}
-    found["cudnn"] = str(torch.backends.cudnn.version()) if torch.backends.cudnn.is_available() else None
-    for name in PACKAGES:
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            continue
-    return found
+    installed = {dist.metadata["Name"].lower(): dist.version for dist in distributions()}
+    return {**found, "cudnn": cudnn and str(cudnn), **{name: installed[name] for name in PACKAGES if name in installed}}
 
 
 def config_choices() -> dict[str, str | None]:
@@ -107,7 +96,7 @@ def save_run_config(config: dict[str, Any], output_dir: str | Path) -> Path:
 @rank_zero_only
 def save_git_diff(config: dict[str, Any], output_dir: str | Path) -> Path | None:
     """When the tree was dirty, write its `git diff HEAD` (credentials redacted) as `git.diff` in the run folder."""
-    if not config.get("git", {}).get("dirty") or (diff := git_diff(_launch_dir())) is None:
+    if not config.get("git", {}).get("dirty") or (diff := git_diff(config["paths"]["root_dir"])) is None:
         return None
     path = Path(output_dir) / "git.diff"
     write_text(path, redact_text(diff, secret_values(config)))

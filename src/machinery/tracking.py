@@ -106,25 +106,16 @@ class RedactingWandbLogger(WandbLogger):
             return super().experiment
 
 
-def mlflow_logger(
-    save_dir: str,
-    run_name: str | None = None,
-    group: str | None = None,
-    tags: list[str] | None = None,
-    job_type: str | None = None,
-    **kwargs,
-) -> MLFlowLogger:
-    """Lightning's MLFlowLogger, its run named (`<name>-<run id>`, the W&B run's) and tagged as the W&B run is:
-    `group`, `job_type`, and one tag per W&B tag; kwargs go to MLFlowLogger."""
+def mlflow_logger(save_dir: str, run_name: str, group: str | None, tags: list, job_type: str, **kwargs) -> MLFlowLogger:
+    """Lightning's MLFlowLogger, named as the W&B run (`<name>-<run id>`), tagged `group`, `job_type` and its tags."""
     run_tags = {"group": group, "job_type": job_type, **dict.fromkeys(tags or [], "true")}
-    name = f"{run_name}-{run_id(save_dir)}" if run_name else None
-    return MLFlowLogger(run_name=name, tags={k: str(v) for k, v in run_tags.items() if v is not None}, **kwargs)
+    run_tags = {key: str(value) for key, value in run_tags.items() if value is not None}
+    return MLFlowLogger(run_name=f"{run_name}-{run_id(save_dir)}", tags=run_tags, **kwargs)
 
 
 @rank_zero_only
 def track_run(loggers: list[Logger], record: dict, files: list[Path | None]) -> None:
-    """Give every logger the run record as its config, and keep `files` (in the run folder) with each tracker's run:
-    W&B's files (uploaded online, by `wandb sync` offline) and MLflow's artifacts."""
+    """Give every logger the run record, and keep `files` with the W&B run (its files) and MLflow run (artifacts)."""
     for logger in loggers:
         logger.log_hyperparams(record)
         for path in filter(None, files):
