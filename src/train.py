@@ -21,9 +21,9 @@ from src.machinery.lightning_shims import kill_launched_ranks
 from src.machinery.multirun import isolated_job
 from src.machinery.run_config import RunConfigInCheckpoint
 from src.machinery.run_folder import check_no_links
-from src.machinery.run_record import describe_run, run_config, save_run_config, set_default_group
+from src.machinery.run_record import describe_run, run_config, save_git_diff, save_run_config, set_default_group
 from src.machinery.secrets import redact_hydra_records, secret_values
-from src.machinery.tracking import finish_tracking
+from src.machinery.tracking import finish_tracking, track_run
 
 log = logging.getLogger(__name__)
 tidy_console()
@@ -71,8 +71,7 @@ def build(cfg: DictConfig, **trainer_overrides: Any) -> Run:
     record.update(describe_run(module, trainer))
     log.info("Training %d of %d parameters", record["params"]["trainable"], record["params"]["total"])
     save_run_config(record, cfg.paths.output_dir)
-    for logger in loggers:
-        logger.log_hyperparams(record)
+    track_run(loggers, record, files=[save_git_diff(record, cfg.paths.output_dir)])
     return Run(datamodule, module, trainer, loggers)
 
 

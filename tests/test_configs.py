@@ -19,7 +19,7 @@ def test_every_group_has_its_options():
     assert {"cnn", "resnet", "rnn"} <= set(options("model"))
     assert {"cifar10", "cifar10_jpeg", "digits", "imagefolder", "mnist", "synthetic"} <= set(options("data"))
     assert {"cpu", "ddp", "default", "gpu"} <= set(options("trainer"))
-    assert {"csv", "default", "none", "tensorboard", "wandb"} <= set(options("logger"))
+    assert {"csv", "default", "none", "tensorboard", "wandb", "mlflow"} <= set(options("logger"))
     assert {"fdr", "limit", "overfit", "profiler"} <= set(options("debug"))
 
 
@@ -74,10 +74,11 @@ def test_trainer_options_instantiate(make_cfg, trainer):
 
 
 @pytest.mark.parametrize("logger", options("logger"))
-def test_logger_options_instantiate(make_cfg, logger):
+def test_logger_options_instantiate(make_cfg, logger, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")  # not the repository's mlruns/
     cfg = make_cfg(f"logger={logger}")
     loggers = instantiate_loggers(cfg.get("logger"))
-    expected = {"csv": 1, "default": 2, "none": 0, "tensorboard": 1, "wandb": 1}[logger]
+    expected = {"csv": 1, "default": 2, "none": 0, "tensorboard": 1, "wandb": 1, "mlflow": 1}[logger]
     assert len(loggers) == expected
 
 

@@ -17,3 +17,9 @@ def git_state(cwd: str | Path = ".") -> dict[str, str | bool | None]:
     commit = _git(["rev-parse", "HEAD"], Path(cwd))
     status = _git(["status", "--porcelain", "--untracked-files=no"], Path(cwd)) if commit else None
     return {"commit": commit, "dirty": None if status is None else bool(status)}
+
+
+def git_diff(cwd: str | Path = ".") -> str | None:
+    """The uncommitted changes to tracked files (`git diff HEAD`), or None outside a git work tree."""
+    diff = _git(["diff", "HEAD"], Path(cwd))
+    return diff + "\n" if diff else None

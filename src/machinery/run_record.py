@@ -1,19 +1,28 @@
-"""What every run writes about itself: the resolved config and the code's git state."""
+"""What every run writes about itself: resolved config, git state and diff, command line, host, package versions."""
 
+import os
+import platform
+import shlex
+import sys
+from importlib.metadata import distributions
 from pathlib import Path
+from socket import gethostname
 from typing import Any
 
 import lightning.pytorch as pl
+import torch
 import yaml
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from src.machinery.git import git_state
+from src.machinery.git import git_diff, git_state
 from src.machinery.hardware import describe_hardware
 from src.machinery.run_folder import write_text
-from src.machinery.secrets import redact, secret_values
+from src.machinery.secrets import redact, redact_text, secret_values
+
+PACKAGES = ("lightning", "torchmetrics", "hydra-core", "wandb", "mlflow", "mlflow-skinny", "numpy")
 
 
 def run_config(cfg: DictConfig) -> dict[str, Any]:
@@ -25,7 +34,18 @@ def run_config(cfg: DictConfig) -> dict[str, Any]:
     cwd = HydraConfig.get().runtime.cwd if HydraConfig.initialized() else "."
     plain["git"] = git_state(cwd)
     plain["choices"] = config_choices()
+    launch = {"command": shlex.join(["python", *sys.argv]), "host": gethostname()}
+    plain["launch"] = launch | {"cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}  # its GPUs, if set
+    plain["versions"] = package_versions()
     return redact(plain, secret_values(plain))
+
+
+def package_versions() -> dict[str, str | None]:
+    """Python, torch, CUDA and cuDNN, and each of `PACKAGES` that is installed."""
+    cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+    found = {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda}
+    installed = {dist.metadata["Name"].lower(): dist.version for dist in distributions()}
+    return {**found, "cudnn": cudnn and str(cudnn), **{name: installed[name] for name in PACKAGES if name in installed}}
 
 
 def config_choices() -> dict[str, str | None]:
@@ -70,4 +90,14 @@ def save_run_config(config: dict[str, Any], output_dir: str | Path) -> Path:
     path = Path(output_dir) / "config.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text(path, yaml.safe_dump(config, sort_keys=False))  # never through a link planted in the folder
+    return path
+
+
+@rank_zero_only
+def save_git_diff(config: dict[str, Any], output_dir: str | Path) -> Path | None:
+    """When the tree was dirty, write its `git diff HEAD` (credentials redacted) as `git.diff` in the run folder."""
+    if not config.get("git", {}).get("dirty") or (diff := git_diff(config["paths"]["root_dir"])) is None:
+        return None
+    path = Path(output_dir) / "git.diff"
+    write_text(path, redact_text(diff, secret_values(config)))
     return path

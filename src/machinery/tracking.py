@@ -1,6 +1,6 @@
-"""Experiment tracking with W&B: online with credentials, offline (no prompt, no network) without.
+"""Experiment tracking with W&B (online with credentials, offline without: no prompt, no network) and MLflow.
 
-Everything that touches the `wandb` package directly lives here.
+Everything that touches the `wandb` or `mlflow` package directly lives here.
 """
 
 import logging
@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from urllib.parse import urlparse
 
-from lightning.pytorch.loggers import Logger, WandbLogger
+from lightning.pytorch.loggers import Logger, MLFlowLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from src.machinery.lightning_shims import experiment_started
@@ -61,7 +61,7 @@ def run_id(save_dir: str | Path) -> str:
         return kept.strip()
     from wandb.sdk.lib.runid import generate_id  # here: runs that log elsewhere need no wandb installed
 
-    new_id = generate_id()
+    new_id = os.environ.get("WANDB_RUN_ID") or generate_id()  # a sweep agent's run gets its id from the agent
     if kept is not None or path.is_symlink() or path.exists():
         log.warning(
             "%s is not a W&B run id (8 lowercase letters and digits in a plain file): new W&B run %s", path, new_id
@@ -104,6 +104,25 @@ class RedactingWandbLogger(WandbLogger):
             return super().experiment
         with argv_redacted(secret_values()):
             return super().experiment
+
+
+def mlflow_logger(save_dir: str, run_name: str, group: str | None, tags: list, job_type: str, **kwargs) -> MLFlowLogger:
+    """Lightning's MLFlowLogger, named as the W&B run (`<name>-<run id>`), tagged `group`, `job_type` and its tags."""
+    run_tags = {"group": group, "job_type": job_type, **dict.fromkeys(tags or [], "true")}
+    run_tags = {key: str(value) for key, value in run_tags.items() if value is not None}
+    return MLFlowLogger(run_name=f"{run_name}-{run_id(save_dir)}", tags=run_tags, **kwargs)
+
+
+@rank_zero_only
+def track_run(loggers: list[Logger], record: dict, files: list[Path | None]) -> None:
+    """Give every logger the run record, and keep `files` with the W&B run (its files) and MLflow run (artifacts)."""
+    for logger in loggers:
+        logger.log_hyperparams(record)
+        for path in filter(None, files):
+            if isinstance(logger, WandbLogger):
+                logger.experiment.save(str(path), base_path=str(path.parent), policy="now")
+            elif isinstance(logger, MLFlowLogger):
+                logger.experiment.log_artifact(logger.run_id, str(path))
 
 
 @rank_zero_only

@@ -1,0 +1,59 @@
+"""A Hydra launcher for sweeps on one machine with several GPUs: one job per device at a time, each job seeing only
+its own device (`CUDA_VISIBLE_DEVICES`), the other jobs queued until a device is free."""
+
+import multiprocessing
+import os
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+
+import cloudpickle
+from hydra._internal.core_plugins.basic_launcher import BasicLauncher
+from hydra.core.singleton import Singleton
+from hydra.core.utils import JobReturn, run_job, setup_globals
+from omegaconf import open_dict
+
+from src.errors import ConfigValueError
+
+
+class DeviceQueueLauncher(BasicLauncher):
+    """Runs each job in a worker process of its own device; `devices` null: every GPU this process sees."""
+
+    def __init__(self, devices: Sequence[int | str] | None = None) -> None:
+        super().__init__()
+        if devices is None:
+            import torch  # here: composing a config needs no torch
+
+            visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+            devices = visible.split(",") if visible else range(torch.cuda.device_count())
+        self.devices = [str(d) for d in devices]
+        if not self.devices:
+            raise ConfigValueError("hydra/launcher=gpus found no GPU: name them, e.g. hydra.launcher.devices=[0,1]")
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        """Run the jobs, at most one per device at a time; the results in the jobs' order."""
+        jobs = []
+        for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
+            # composed here, so that every job shares this process's sweep folder (its date and time)
+            config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+            with open_dict(config):
+                config.hydra.job.id = config.hydra.job.num = idx
+                config.hydra.sweep.dir = str(self.config.hydra.sweep.dir)
+            jobs.append(cloudpickle.dumps((self.hydra_context, self.task_function, config, Singleton.get_state())))
+        context = multiprocessing.get_context("spawn")  # a fresh process: nothing of CUDA inherited
+        free = context.Queue()
+        for device in self.devices:
+            free.put(device)
+        with ProcessPoolExecutor(len(self.devices), context, initializer=_claim_device, initargs=(free,)) as pool:
+            return [cloudpickle.loads(done) for done in pool.map(_run_job, jobs)]
+
+
+def _claim_device(free: multiprocessing.Queue) -> None:
+    os.environ["CUDA_VISIBLE_DEVICES"] = free.get()  # this worker's device, for every job it runs
+
+
+def _run_job(job: bytes) -> bytes:
+    hydra_context, task_function, config, singletons = cloudpickle.loads(job)
+    setup_globals()
+    Singleton.set_state(singletons)
+    done = run_job(task_function, config, "hydra.sweep.dir", "hydra.sweep.subdir", hydra_context)
+    return cloudpickle.dumps(done)  # (pickle refuses the config classes Hydra's plugin scan loaded twice)
