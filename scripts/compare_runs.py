@@ -44,6 +44,7 @@ NOISE = (
     "paths.", "hydra.", "run_name", "callbacks.model_checkpoint.dirpath", "callbacks.last_checkpoint.dirpath",
     "callbacks.energy.out_dir",
     "callbacks.test_figures.out_dir", "logger.", "trainer.default_root_dir", "git.", "params.", "hardware.",
+    "launch.command",
 )  # fmt: skip
 SHOWN = ("group",)  # has its own column
 CHOICE = "choices."  # the run record's config-group options: choices.model = rnn

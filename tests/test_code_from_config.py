@@ -13,18 +13,22 @@ from tests.conftest import ROOT
 LOADERS = {
     "instantiate", "_locate", "get_class", "get_method", "get_object", "import_module", "__import__",
     "eval", "exec", "instantiate_group", "instantiate_loggers", "instantiate_callbacks", "instantiate_trainer",
+    "instantiate_node",
 }  # fmt: skip
 
 COMPOSED = "Hydra's composition of conf/ and the command line (train.py, eval.py, or compose_config in scripts)"
 REBUILT = "src.machinery.stored_config.rebuild_run_config: conf/ with the checkpoint's checked choices and plain values"
 # (file, enclosing function, called name, first argument) -> where that config comes from
 CALL_SITES = {
-    ("src/train.py", "build", "instantiate", "cfg.data"): COMPOSED,
-    ("src/train.py", "build", "instantiate", "cfg.model"): COMPOSED,
+    ("src/train.py", "build", "instantiate_node", "cfg.data"): COMPOSED,
+    ("src/train.py", "build", "instantiate_node", "cfg.model"): COMPOSED,
     ("src/train.py", "build", "instantiate_loggers", 'cfg.get("logger")'): COMPOSED,
     ("src/train.py", "build", "instantiate_callbacks", 'cfg.get("callbacks")'): COMPOSED,
     ("src/train.py", "build", "instantiate_trainer", "cfg.trainer"): COMPOSED,
-    ("src/eval.py", "evaluate", "instantiate", "trained.model"): REBUILT,
+    ("src/eval.py", "load_module", "instantiate", "trained.model"): REBUILT,
+    ("src/predict.py", "predict", "instantiate", "trained.data"): REBUILT,
+    ("src/predict.py", "predict", "instantiate_group", 'cfg.get("callbacks")'): COMPOSED,
+    ("src/predict.py", "predict", "instantiate_trainer", "cfg.trainer"): COMPOSED,
     ("src/eval.py", "evaluate", "instantiate", "data_cfg"): f"eval.py's data=... ({COMPOSED}), else {REBUILT}",
     ("src/eval.py", "evaluate", "instantiate_loggers", 'cfg.get("logger")'): COMPOSED,
     ("src/eval.py", "evaluate", "instantiate_group", 'cfg.get("callbacks")'): COMPOSED,
@@ -35,6 +39,7 @@ CALL_SITES = {
         "instantiate",
         "node",
     ): "a node of the group its caller passes",
+    ("src/machinery/instantiate.py", "instantiate_node", "instantiate", "node"): "the node its caller passes",
     ("src/machinery/instantiate.py", "instantiate_loggers", "instantiate_group", "group"): "its caller's group",
     ("src/machinery/instantiate.py", "instantiate_callbacks", "instantiate_group", "group"): "its caller's group",
     ("src/machinery/instantiate.py", "instantiate_trainer", "instantiate", "trainer_cfg"): "its caller's trainer node",
@@ -46,6 +51,12 @@ CALL_SITES = {
     ("scripts/benchmark.py", "configure_optimizers", "instantiate", "self.cfg.scheduler"): COMPOSED,
     ("scripts/benchmark.py", "lightning_defaults_samples_per_s", "instantiate", "cfg.model.net"): COMPOSED,
     ("scripts/benchmark.py", "lightning_defaults_samples_per_s", "instantiate", "cfg.data"): COMPOSED,
+    (
+        "scripts/digits_to_png.py",
+        "write_digits",
+        "instantiate",
+        'compose_config("train", ["data=digits"], scratch).data',
+    ): (COMPOSED),
 }
 
 
@@ -74,7 +85,9 @@ class _LoaderCalls(ast.NodeVisitor):
     visit_AsyncFunctionDef = visit_FunctionDef
 
     def visit_Call(self, node: ast.Call) -> None:
-        if (name := called_name(node)) in LOADERS:
+        # `layer.eval()` (no argument) is nn.Module's evaluation mode; Python's eval needs its source as an argument
+        mode_switch = isinstance(node.func, ast.Attribute) and node.func.attr == "eval" and not node.args
+        if (name := called_name(node)) in LOADERS and not mode_switch:
             first = ast.get_source_segment(self.text, node.args[0]) if node.args else ""
             self.found.add((self.file, self.functions[-1], name, first))
         self.generic_visit(node)
