@@ -8,7 +8,7 @@ from hydra.utils import instantiate
 
 from src.data.digits import DigitsDataModule
 from src.data.imagefolder import ImageFolderDataModule
-from src.data.tensor_data import stratified_folds
+from src.data.splits import stratified_folds
 from src.errors import ConfigValueError, DataError
 from tests.test_data import DIGITS, write_image_tree
 

@@ -9,7 +9,7 @@ import torch
 import torchvision
 from hydra.utils import instantiate
 
-from src.data.tensor_data import keep_classes
+from src.data.splits import keep_classes
 from src.errors import CheckpointError, ConfigValueError, DataError
 from src.machinery.checkpoint_files import init_weights
 from src.machinery.instantiate import instantiate_node

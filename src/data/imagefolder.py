@@ -13,7 +13,8 @@ from torchvision import transforms
 from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import has_file_allowed_extension
 
-from src.data.tensor_data import Split, TensorDataModule, hold_out, stratified_fraction
+from src.data.splits import hold_out, stratified_fraction
+from src.data.tensor_data import Split, TensorDataModule
 from src.errors import DataError
 
 log = logging.getLogger(__name__)

@@ -6,52 +6,12 @@ How the splits reach the Trainer (loaders that resume mid-epoch, data kept on th
 
 import torch
 
-from src.errors import ConfigValueError, DataError
+from src.data.splits import check_folds, choose_images
+from src.errors import DataError
 from src.machinery.augment import random_crop, random_flip
 from src.machinery.serving import ServedDataModule, Split
 
-__all__ = ["Split", "TensorDataModule", "hold_out", "keep_classes", "stratified_folds", "stratified_fraction"]
-
-
-def stratified_fraction(labels: torch.Tensor, fraction: float, seed: int = 0) -> torch.Tensor:
-    """Sorted indices of `fraction` of each class (at least one image per class), the same for every run.
-
-    Each class is shuffled once with `seed` and its first images kept, so a smaller fraction's subset
-    is inside every larger one's: a learning curve measures more data, not different data.
-    """
-    generator = torch.Generator().manual_seed(seed)
-    kept = []
-    for label in labels.unique():
-        members = (labels == label).nonzero().flatten()  # (n_class,)
-        order = members[torch.randperm(len(members), generator=generator)]
-        kept.append(order[: max(1, round(fraction * len(members)))])
-    return torch.cat(kept).sort().values
-
-
-def stratified_folds(labels: torch.Tensor, num_folds: int, seed: int = 0) -> torch.Tensor:
-    """The fold (0 .. num_folds - 1) of each image: each class shuffled once with `seed` and dealt round the folds
-    in turn, so every fold holds its share of every class and fold sizes differ by at most one."""
-    generator = torch.Generator().manual_seed(seed)
-    members = [(labels == label).nonzero().flatten() for label in labels.unique()]  # [(n_class,), ...]
-    order = torch.cat([m[torch.randperm(len(m), generator=generator)] for m in members])  # (N,)
-    fold = torch.empty_like(labels)
-    fold[order] = torch.arange(len(labels)) % num_folds
-    return fold
-
-
-def hold_out(n: int, num_held: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Indices (kept, held out) of a seeded random split of range(n), the same for every run."""
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    return order[num_held:], order[:num_held]
-
-
-def keep_classes(images: torch.Tensor, labels: torch.Tensor, classes: list[int]) -> Split:
-    """The images of `classes` only, relabelled by their place in it ([3, 7]: 3 -> 0, 7 -> 1), for a subset task."""
-    if absent := sorted(set(classes) - set(labels.tolist())):
-        raise DataError(f"data.classes={classes}: no images of {absent}; the labels are {labels.unique().tolist()}")
-    matches = labels.unsqueeze(1) == torch.tensor(classes)  # (N, len(classes))
-    kept = matches.any(dim=1)
-    return images[kept], matches[kept].int().argmax(dim=1)
+__all__ = ["Split", "TensorDataModule"]
 
 
 class TensorDataModule(ServedDataModule):
@@ -86,12 +46,7 @@ class TensorDataModule(ServedDataModule):
             raise ValueError(f"data.train_fraction={train_fraction} is not valid: use a number in (0, 1], e.g. 0.25")
         self.train_fraction = train_fraction
         self.classes = [int(c) for c in classes] if classes else None
-        valid = list(range(num_folds or 1))  # num_folds null: the fixed split, fold 0
-        if (num_folds is not None and num_folds < 2) or fold not in valid:
-            raise ConfigValueError(
-                f"data.fold={fold} is not valid with data.num_folds={num_folds}: data.fold must be one of {valid}, "
-                "and data.num_folds null (the fixed train/val split) or 2 or more"
-            )
+        check_folds(num_folds, fold)
         self.num_folds, self.fold = num_folds, fold
         self.num_classes = num_classes
         self.dims = (in_channels, image_size, image_size)
@@ -113,27 +68,12 @@ class TensorDataModule(ServedDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
-        splits = self.load_splits()
-        if self.classes:
-            splits = {name: keep_classes(*split, self.classes) for name, split in splits.items()}
-        if self.num_folds is not None:
-            splits = self.cross_validation_split(splits)
-        if self.train_fraction < 1:
-            images, labels = splits["train"]
-            kept = stratified_fraction(labels, self.train_fraction)
-            splits["train"] = (images[kept], labels[kept])
+        splits = choose_images(self.load_splits(), self.classes, self.num_folds, self.fold, self.train_fraction)
         for name, (images, labels) in splits.items():
             self._check_split(name, images, labels)
         self.splits = splits
         if self.on_device:
             self.place_on_device()
-
-    def cross_validation_split(self, splits: dict[str, Split]) -> dict[str, Split]:
-        """Fold `fold` of train + val (stratified, the same for every run) as val, the other folds as train."""
-        images = torch.cat([splits["train"][0], splits["val"][0]])  # (N_train + N_val, C, H, W)
-        labels = torch.cat([splits["train"][1], splits["val"][1]])
-        val = stratified_folds(labels, self.num_folds) == self.fold  # (N_train + N_val,) bool
-        return {**splits, "train": (images[~val], labels[~val]), "val": (images[val], labels[val])}
 
     def _check_split(self, name: str, images: torch.Tensor, labels: torch.Tensor) -> None:
         """Fail early, naming the expected shape, when files do not match the config."""

@@ -1,6 +1,7 @@
 """Base for torchvision's downloadable data sets held as tensors (MNIST, CIFAR-10)."""
 
-from src.data.tensor_data import Split, TensorDataModule, hold_out
+from src.data.splits import hold_out
+from src.data.tensor_data import Split, TensorDataModule
 
 
 class TorchvisionDataModule(TensorDataModule):
