@@ -6,7 +6,6 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 
-import cloudpickle
 from hydra._internal.core_plugins.basic_launcher import BasicLauncher
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, run_job, setup_globals
@@ -31,6 +30,8 @@ class DeviceQueueLauncher(BasicLauncher):
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         """Run the jobs, at most one per device at a time; the results in the jobs' order."""
+        import cloudpickle  # here: Hydra imports every launcher at start-up, and cloudpickle comes with submitit
+
         jobs = []
         for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
             # composed here, so that every job shares this process's sweep folder (its date and time)
@@ -52,6 +53,8 @@ def _claim_device(free: multiprocessing.Queue) -> None:
 
 
 def _run_job(job: bytes) -> bytes:
+    import cloudpickle
+
     hydra_context, task_function, config, singletons = cloudpickle.loads(job)
     setup_globals()
     Singleton.set_state(singletons)
