@@ -63,3 +63,14 @@ def test_a_save_leaves_no_temporary_file_and_replaces_its_own(tmp_path: Path):
     (tmp_path / temp_name(path)).write_bytes(b"left by an earlier process with this id")
     io.save_checkpoint({"state_dict": {}}, path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt", "last.ckpt.sha256"]
+
+
+def test_loading_removes_a_stranded_temporary_file_of_the_checksum_too(tmp_path: Path):
+    """The checksum file is saved the same way: a kill in the instant between naming and renaming strands its copy."""
+    io, path = AtomicCheckpointIO(), tmp_path / "last.ckpt"
+    io.save_checkpoint({"state_dict": {}}, path)
+    sums = path.with_name("last.ckpt.sha256")
+    stranded = tmp_path / f"{temp_name(sums).rsplit('-', 1)[0]}-{dead_pid()}"
+    stranded.write_text("0" * 64 + "\n")
+    read_checkpoint(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt", "last.ckpt.sha256"]

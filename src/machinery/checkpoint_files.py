@@ -185,8 +185,9 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu", lightning: bool
         CheckpointError: one line naming the file and what is wrong with it.
     """
     path = Path(path)
-    if path.parent.is_dir():
+    if path.parent.is_dir():  # a kill between naming and renaming strands the checkpoint's or its checksum's
         remove_stranded_temp_files(path)
+        remove_stranded_temp_files(checksum_path(path))
     check_checkpoint_path(path)
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
