@@ -6,13 +6,12 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from src.errors import CheckpointError
 from src.machinery.checkpoint_files import check_state_dict_fits, read_checkpoint
 from src.machinery.console import tidy_console
-from src.machinery.instantiate import instantiate_group, instantiate_loggers, instantiate_trainer
+from src.machinery.instantiate import instantiate_group, instantiate_loggers, instantiate_node, instantiate_trainer
 from src.machinery.secrets import redact_hydra_records, secret_values
 from src.machinery.stored_config import rebuild_run_config
 from src.machinery.tracking import finish_tracking
@@ -39,7 +38,7 @@ def load_module(ckpt_path: str | Path) -> tuple[DictConfig, pl.LightningModule, 
     if "weights" in trained.model.net:  # pretrained weights (a download, a file) are replaced by the checkpoint's
         trained.model.net.weights = None
     # Evaluation never compiles: a compiled run's weights load unchanged into the plain network.
-    module: pl.LightningModule = instantiate(trained.model, optimizer=trained.optimizer, compile=False)
+    module: pl.LightningModule = instantiate_node(trained.model, optimizer=trained.optimizer, compile=False)
     check_state_dict_fits(module.state_dict(), checkpoint["state_dict"], source=ckpt_path)
     module.load_state_dict(checkpoint["state_dict"])
     return trained, module, checkpoint
@@ -54,7 +53,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     redact_hydra_records(cfg.paths.output_dir, secret_values(OmegaConf.to_container(cfg, resolve=True)))
     trained, module, _ = load_module(ckpt_path)
     data_cfg = cfg.data if cfg.get("data") else trained.data
-    datamodule: pl.LightningDataModule = instantiate(data_cfg)
+    datamodule: pl.LightningDataModule = instantiate_node(data_cfg)
     loggers = instantiate_loggers(cfg.get("logger"))
     callbacks = instantiate_group(cfg.get("callbacks"))
     trainer = instantiate_trainer(cfg.trainer, logger=loggers or False, callbacks=callbacks)

@@ -6,7 +6,6 @@ import logging
 from pathlib import Path
 
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -14,7 +13,7 @@ from src.data.imagefolder import image_to_tensor, load_image
 from src.errors import CheckpointError, ConfigValueError, DataError
 from src.eval import load_module
 from src.machinery.console import tidy_console
-from src.machinery.instantiate import instantiate_group, instantiate_trainer
+from src.machinery.instantiate import instantiate_group, instantiate_node, instantiate_trainer
 from src.machinery.run_folder import csv_cell
 from src.machinery.secrets import redact_hydra_records, secret_values
 
@@ -49,7 +48,8 @@ def predict(cfg: DictConfig) -> Path:
     redact_hydra_records(cfg.paths.output_dir, secret_values(OmegaConf.to_container(cfg, resolve=True)))
     files = input_files(str(cfg.input))
     trained, module, checkpoint = load_module(cfg.ckpt_path)
-    datamodule = instantiate(trained.data)  # the run's image size, channels, scale and normalisation; reads no data
+    # The run's image size, channels, scale and normalisation; it reads no data.
+    datamodule = instantiate_node(trained.data)
     names = checkpoint.get("class_names") or list(datamodule.class_names)  # older checkpoints: the data module's
     if not isinstance(names, list) or len(names) != datamodule.num_classes:
         raise CheckpointError(f"checkpoint {cfg.ckpt_path}: class_names is not a list of {datamodule.num_classes}")

@@ -39,7 +39,7 @@ def instantiate_group(group: DictConfig | None) -> list:
             continue
         if not isinstance(node, DictConfig) or "_target_" not in node:
             raise ValueError(f"Config entry {name!r} has no _target_: {node}")
-        objects.append(instantiate(node))
+        objects.append(instantiate_node(node))
     return objects
 
 
@@ -62,6 +62,6 @@ def instantiate_trainer(trainer_cfg: DictConfig, model: torch.nn.Module | None =
     check_accelerator(kwargs.get("accelerator", trainer_cfg.accelerator))
     kwargs.setdefault("precision", resolve_precision(trainer_cfg.precision))
     kwargs.setdefault("plugins", [AtomicCheckpointIO(model)])
-    trainer = instantiate(trainer_cfg, **kwargs)
+    trainer = instantiate_node(trainer_cfg, **kwargs)
     configure_speed(trainer)
     return trainer
