@@ -46,5 +46,17 @@ def exit_on_run_error() -> Iterator[None]:
     try:
         yield
     except RunError as error:
-        print(f"Error: {error}", file=sys.stderr, flush=True)
+        print(f"Error: {one_line(error)}", file=sys.stderr, flush=True)
         sys.exit(error.exit_code)
+
+
+def one_line(error: RunError) -> str:
+    """The error's message; for one raised in a DataLoader worker, without the worker's traceback.
+
+    torch re-raises a worker's error in the main process as the same type with the message
+    `Caught DataError in DataLoader worker process 0. Original Traceback ...`, whose last line is the original.
+    """
+    text = str(error)
+    if "\nOriginal Traceback" in text:
+        text = text.rstrip().splitlines()[-1].partition(": ")[2]
+    return text

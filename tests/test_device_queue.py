@@ -8,9 +8,8 @@ import textwrap
 import pytest
 import yaml
 
-from src.errors import ConfigValueError
 from src.machinery.config import ROOT
-from src.machinery.device_queue import DeviceQueueLauncher
+from src.machinery.device_queue import DeviceQueueLauncher, _visible_gpus
 from tests.conftest import run_script
 
 # A task that records its device and when it ran, composed from conf/train.yaml like train.py's.
@@ -41,14 +40,25 @@ if __name__ == "__main__":
 """
 
 
-def test_no_gpu_and_none_named_is_one_clear_error(monkeypatch):
+def test_the_gpus_are_those_named_else_those_this_process_sees(monkeypatch):
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     monkeypatch.setattr("torch.cuda.device_count", lambda: 0)
-    with pytest.raises(ConfigValueError, match=r"hydra.launcher.devices=\[0,1\]"):
-        DeviceQueueLauncher()
+    assert _visible_gpus() == []
+    monkeypatch.setattr("torch.cuda.device_count", lambda: 2)
+    assert _visible_gpus() == ["0", "1"]
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
-    assert DeviceQueueLauncher().devices == ["2", "3"]  # this process's GPUs, by their real numbers
+    assert _visible_gpus() == ["2", "3"]  # this process's GPUs, by their real numbers
     assert DeviceQueueLauncher([5, 7]).devices == ["5", "7"]
+
+
+@pytest.mark.slow
+def test_no_gpu_and_none_named_is_one_clear_line(tmp_path):
+    overrides = ["hydra/launcher=gpus", "trainer=cpu", "logger=none", f"hydra.sweep.dir={tmp_path}"]
+    done = run_script("train.py", "-m", *overrides, env={"CUDA_VISIBLE_DEVICES": ""})
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines()[-1] == (
+        "Error: hydra/launcher=gpus found no GPU: name them, e.g. hydra.launcher.devices=[0,1]"
+    )
 
 
 @pytest.mark.slow

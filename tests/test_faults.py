@@ -10,7 +10,7 @@ import time
 import pytest
 import torch
 
-from src.errors import DataError
+from src.errors import DataError, exit_on_run_error
 from src.machinery.config import ROOT
 from src.machinery.finite_loss import FiniteLoss
 from src.train import train
@@ -87,6 +87,17 @@ def test_unreadable_image_is_named_before_training(make_cfg, tmp_path):
     with pytest.raises(DataError, match=rf"{re.escape(str(broken))} is not a readable image: cannot identify"):
         train(make_cfg(*FAST, *data))
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_image_that_fails_to_decode_in_a_worker_ends_in_one_line(make_cfg, tmp_path, capsys):
+    data = image_folders(tmp_path / "images", {"train": ["cat", "dog"]})
+    cut = tmp_path / "images" / "train" / "dog" / "0.png"
+    cut.write_bytes(cut.read_bytes()[:-40])  # its header reads (checked before training), its pixels do not
+    with pytest.raises(SystemExit) as exited, exit_on_run_error():
+        train(make_cfg(*FAST, *data, "data.num_workers=1", "logger=none"))
+    err = capsys.readouterr().err
+    assert exited.value.code == 1 and "Traceback" not in err, err[-2000:]
+    assert re.fullmatch(rf"Error: {re.escape(str(cut))} is not a readable image: .*truncated.*", err.splitlines()[-1])
 
 
 @pytest.mark.slow

@@ -11,7 +11,7 @@ from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, run_job, setup_globals
 from omegaconf import open_dict
 
-from src.errors import ConfigValueError
+from src.errors import ConfigValueError, exit_on_run_error
 
 
 class DeviceQueueLauncher(BasicLauncher):
@@ -19,18 +19,16 @@ class DeviceQueueLauncher(BasicLauncher):
 
     def __init__(self, devices: Sequence[int | str] | None = None) -> None:
         super().__init__()
-        if devices is None:
-            import torch  # here: composing a config needs no torch
-
-            visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-            devices = visible.split(",") if visible else range(torch.cuda.device_count())
-        self.devices = [str(d) for d in devices]
-        if not self.devices:
-            raise ConfigValueError("hydra/launcher=gpus found no GPU: name them, e.g. hydra.launcher.devices=[0,1]")
+        self.devices = None if devices is None else [str(d) for d in devices]
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         """Run the jobs, at most one per device at a time; the results in the jobs' order."""
         import cloudpickle  # here: Hydra imports every launcher at start-up, and cloudpickle comes with submitit
+
+        with exit_on_run_error():  # here, not in __init__: Hydra wraps a constructor's error in its own message
+            devices = self.devices if self.devices is not None else _visible_gpus()
+            if not devices:
+                raise ConfigValueError("hydra/launcher=gpus found no GPU: name them, e.g. hydra.launcher.devices=[0,1]")
 
         jobs = []
         for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
@@ -42,10 +40,19 @@ class DeviceQueueLauncher(BasicLauncher):
             jobs.append(cloudpickle.dumps((self.hydra_context, self.task_function, config, Singleton.get_state())))
         context = multiprocessing.get_context("spawn")  # a fresh process: nothing of CUDA inherited
         free = context.Queue()
-        for device in self.devices:
+        for device in devices:
             free.put(device)
-        with ProcessPoolExecutor(len(self.devices), context, initializer=_claim_device, initargs=(free,)) as pool:
+        with ProcessPoolExecutor(len(devices), context, initializer=_claim_device, initargs=(free,)) as pool:
             return [cloudpickle.loads(done) for done in pool.map(_run_job, jobs)]
+
+
+def _visible_gpus() -> list[str]:
+    """The GPUs this process sees: CUDA_VISIBLE_DEVICES's list, else every device torch counts."""
+    if visible := os.environ.get("CUDA_VISIBLE_DEVICES"):
+        return visible.split(",")
+    import torch  # here: composing a config needs no torch
+
+    return [str(index) for index in range(torch.cuda.device_count())]
 
 
 def _claim_device(free: multiprocessing.Queue) -> None:
