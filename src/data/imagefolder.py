@@ -63,7 +63,8 @@ class ImageFolderDataModule(TensorDataModule):
             folder = ContainedImageFolder(self.data_dir / split, boundary=self.data_dir, transform=to_tensor)
         except FileNotFoundError as error:  # no class folders, or no image files in them
             raise DataError(f"{self.data_dir / split}: {error}") from None
-        _check_readable(folder)
+        for path, _ in folder.samples:  # fail before training, not in the middle of an epoch
+            load_image(path, header_only=True)
         if len(folder.classes) != self.num_classes:
             raise DataError(
                 f"{self.data_dir / split} has {len(folder.classes)} class folders {folder.classes}, "
@@ -183,34 +184,21 @@ def image_to_tensor(in_channels: int, size: int) -> transforms.Compose:
     )
 
 
-def load_image(path: str | Path) -> Image.Image:
-    """Decode an image to RGB, as torchvision's loader does; a damaged or oversized one is a `DataError` naming
-    the file."""
+def load_image(path: str | Path, header_only: bool = False) -> Image.Image | None:
+    """Decode an image to RGB, as torchvision's loader does (`header_only`: only check that it opens, cheap for large
+    folders); a damaged or oversized file is a `DataError` naming it."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with open(path, "rb") as f, Image.open(f) as image:
-                return image.convert("RGB")  # as torchvision's own loader
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning, Image.DecompressionBombError) as error:
+                return None if header_only else image.convert("RGB")
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as error:
+        raise DataError(
+            f"{path} is too large to decode ({_first_line(error)}); shrink or remove it, or if you trust it "
+            "raise PIL.Image.MAX_IMAGE_PIXELS"
+        ) from None
+    except (OSError, SyntaxError, ValueError) as error:
         raise DataError(f"{path} is not a readable image: {_first_line(error)}") from None
-
-
-def _check_readable(folder: ImageFolder) -> None:
-    """Fail before training on a file that is not an image, or one too large to decode (only the header is read:
-    cheap for large folders)."""
-    for path, _ in folder.samples:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                with Image.open(path):
-                    pass
-        except (Image.DecompressionBombWarning, Image.DecompressionBombError) as error:
-            raise DataError(
-                f"{path} is too large to decode ({_first_line(error)}); shrink or remove it, or if you trust it "
-                "raise PIL.Image.MAX_IMAGE_PIXELS"
-            ) from None
-        except (OSError, SyntaxError, ValueError) as error:
-            raise DataError(f"{path} is not a readable image: {_first_line(error)}") from None
 
 
 def _first_line(error: Exception) -> str:
