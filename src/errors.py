@@ -51,11 +51,8 @@ def exit_on_run_error() -> Iterator[None]:
 
 
 def one_line(error: RunError) -> str:
-    """The error's message; for one raised in a DataLoader worker, without the worker's traceback.
-
-    torch re-raises a worker's error in the main process as the same type with the message
-    `Caught DataError in DataLoader worker process 0. Original Traceback ...`, whose last line is the original.
-    """
+    """The error's message; for one raised in a DataLoader worker (torch re-raises it as `Caught DataError in DataLoader
+    worker process 0. Original Traceback ...`), only the last line, the original message."""
     text = str(error)
     if "\nOriginal Traceback" in text:
         text = text.rstrip().splitlines()[-1].partition(": ")[2]

@@ -21,11 +21,8 @@ tidy_console()
 
 
 def load_checkpoint(ckpt_path: str | Path) -> tuple[DictConfig, dict]:
-    """The training config and the contents of a checkpoint (verified, and loaded with `weights_only=True`).
-
-    The config is rebuilt from this repository's conf/ with the choices and plain values the checkpoint recorded
-    (`RunConfigInCheckpoint`): nothing in the file chooses which code runs.
-    """
+    """The training config and contents of a checkpoint (verified, loaded with `weights_only=True`); the config is
+    rebuilt from this repository's conf/ with the checkpoint's recorded choices, so nothing in the file chooses code."""
     checkpoint = read_checkpoint(ckpt_path)
     if "run_config" not in checkpoint:
         raise CheckpointError(f"checkpoint {ckpt_path} holds no run_config: not written by this template's train.py")

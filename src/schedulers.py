@@ -30,12 +30,8 @@ def warmup_cosine(
 
 
 class ResumableOneCycleLR(OneCycleLR):
-    """OneCycleLR that, when resumed, keeps the schedule of the run it is in.
-
-    A checkpoint stores the saving run's total steps and phases; resuming with a larger max_epochs
-    would restore those and fail ("Tried to step N times") once the old total is passed. Only the
-    position in the schedule is restored, as for the warm-up/cosine schedule.
-    """
+    """OneCycleLR that, resumed, restores only its position: the saving run's total steps, restored after a rise in
+    max_epochs, would fail ("Tried to step N times") once the old total is passed."""
 
     def load_state_dict(self, state_dict: dict) -> None:
         for key in ("last_epoch", "_step_count", "_last_lr"):

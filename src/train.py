@@ -77,8 +77,7 @@ def build(cfg: DictConfig, **trainer_overrides: Any) -> Run:
 
 def resume_from(cfg: DictConfig) -> str | None:
     """The checkpoint fit starts from: `ckpt_path`, or with `resume=true` (or `ckpt_path=last`) the run folder's
-    checkpoints/last.ckpt; a fresh start (with a warning) when that folder has none yet, as a requeued job's first run.
-    """
+    checkpoints/last.ckpt; None (a fresh start, with a warning) while it has none, as at a requeued job's first run."""
     ckpt_path = cfg.get("ckpt_path")
     if cfg.get("resume") or ckpt_path == "last":
         check_no_links(cfg.paths.output_dir)  # a copied folder: nothing the run writes may leave it

@@ -1,9 +1,6 @@
-"""What a run cost: energy (measured where the hardware counts it, estimated otherwise), device-hours, dollars.
-
-GPU energy comes from NVML's total-energy counter (Volta and newer), CPU energy from Linux's RAPL counters
-(`/sys/class/powercap/intel-rapl:*`, also on AMD), each where readable; otherwise the configured power times
-the elapsed time. Every figure says which it is. Nothing here touches the network.
-"""
+"""What a run cost: energy (measured where the hardware counts it, estimated otherwise), device-hours, dollars. GPU
+energy from NVML (Volta and newer), CPU from Linux's RAPL (also on AMD), where readable; otherwise configured power x
+time, and each figure says which. Nothing here touches the network."""
 
 import json
 import logging
@@ -74,10 +71,8 @@ class EstimateMeter:
 
 
 def nvml_meter(cuda_index: int, nvml: Any = None) -> CounterMeter | None:
-    """NVML's total-energy counter of one CUDA device (found by UUID, so CUDA_VISIBLE_DEVICES is respected).
-
-    None where NVML, the device or the counter is missing (pre-Volta GPUs, no driver).
-    """
+    """NVML's total-energy counter of one CUDA device (found by UUID, so CUDA_VISIBLE_DEVICES is respected), or None
+    where NVML, the device or the counter is missing (pre-Volta GPUs, no driver)."""
     if nvml is None:
         import pynvml as nvml  # nvidia-ml-py: ctypes bindings, the driver's own library; no network
     try:
@@ -110,9 +105,8 @@ def rapl_meter(root: Path = RAPL_ROOT) -> CounterMeter | None:
 
 
 class EnergyCost(Callback):
-    """Logs `energy/kwh` (GPU + CPU), `energy/device_hours` and, with prices, `cost/usd`, after fit and test.
-
-    The figures cover fit and test together; `energy.json` in the run folder says which parts were measured.
+    """Logs `energy/kwh` (GPU + CPU), `energy/device_hours` and, with prices, `cost/usd`, over fit and test together;
+    `energy.json` in the run folder says which parts were measured.
 
     Args:
         out_dir: where `energy.json` goes (the run folder).

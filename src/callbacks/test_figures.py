@@ -14,11 +14,8 @@ log = logging.getLogger(__name__)
 
 
 class TestFigures(Callback):
-    """At the end of testing, writes `confusion_matrix.png` and `misclassified.png` into `out_dir`.
-
-    Reads the predictions `test_step` returns (`{"preds": (B,)}`); the confusion matrix counts every
-    process's share of the test set, the grid shows the first `max_examples` errors of process 0.
-    """
+    """After testing, writes `confusion_matrix.png` (every process's share) and `misclassified.png` (process 0's first
+    `max_examples` errors) into `out_dir`, from the `{"preds": (B,)}` that `test_step` returns."""
 
     __test__ = False  # not a pytest class, despite the name
 

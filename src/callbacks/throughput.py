@@ -9,12 +9,8 @@ from lightning.pytorch.callbacks import Callback
 
 
 class ThroughputMonitor(Callback):
-    """Times the training steps after `warmup_steps` (compilation, cuDNN autotuning, caches) and logs
-    `train/samples_per_s` at each epoch end.
-
-    Each step is timed from the end of the step before it; the first step of an epoch is not counted,
-    so validation and epoch-end work (checkpointing) stay out of the figure.
-    """
+    """Logs `train/samples_per_s` at each epoch end, timing each step after `warmup_steps` (compilation, autotuning)
+    from the previous one's end; an epoch's first step is not counted, so validation and checkpointing stay out."""
 
     def __init__(self, warmup_steps: int = 10) -> None:
         self.warmup_steps = warmup_steps

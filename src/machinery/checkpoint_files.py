@@ -1,9 +1,6 @@
 """Checkpoint files that survive a kill at any moment, are verified when loaded, and never run code when loaded.
-
-Lightning's own `_atomic_save` stages the file in `$TMPDIR` (atomic only on the same filesystem, and left behind
-when killed). Here a checkpoint is written as an unnamed file in its own folder, fsynced, and renamed over the old
-one; a SHA-256 beside it (`<name>.sha256`) catches a file changed or damaged after it was written.
-"""
+Written unnamed in their own folder, fsynced and renamed, not staged in `$TMPDIR` as Lightning's `_atomic_save` does
+(atomic only on the same filesystem); docs/reliability.md has the details."""
 
 import hashlib
 import io
@@ -61,13 +58,8 @@ def _is_gone(pid: int) -> bool:
 
 
 def remove_stranded_temp_files(path: str | Path) -> list[Path]:
-    """Remove the temporary files that saves of the checkpoint `path` stranded; return them.
-
-    A save names its file `.<name>.tmp-<host>-<pid>` just before renaming it over the checkpoint; a kill in that
-    instant strands one complete file. Only files of exactly that shape are touched: this checkpoint's name, this
-    host, a plausible process id that is gone, a regular file of this user. Any other file beside a checkpoint
-    (in a downloads folder, say) stays.
-    """
+    """Remove (and return) the `.<name>.tmp-<host>-<pid>` files a kill just before the rename stranded. Only that
+    exact shape is touched (this name and host, a dead process, a regular file of this user): other files stay."""
     path = Path(path)
     shape = re.compile(rf"\.{re.escape(path.name)}{re.escape(TEMP_MARK)}{_host_tag()}-([0-9]{{1,10}})")
     removed = []
@@ -100,11 +92,8 @@ def _fsync_folder(folder: Path) -> None:
 
 
 def _write_unnamed(folder: Path, data: bytes, name: str) -> Path:
-    """Write `data` to a file in `folder`, fsync it, and give it the temporary name `name`.
-
-    With O_TMPFILE the file has no name while it is written, so a kill mid-write leaves nothing behind;
-    filesystems without it get a named temporary file, removed by the next save if a kill strands it.
-    """
+    """Write and fsync `data` in `folder` as `name`: unnamed (O_TMPFILE) while written, so a kill mid-write leaves
+    nothing; without O_TMPFILE a named file, which the next save removes if a kill strands it."""
     temp = folder / name
     try:
         fd = os.open(folder, os.O_TMPFILE | os.O_WRONLY, 0o644)
@@ -156,11 +145,8 @@ def _digests_of_current_file(path: Path) -> list[str]:
 
 
 def save_checkpoint_file(path: str | Path, data: bytes) -> None:
-    """Write a checkpoint and its checksum; a kill between any two steps leaves a checkpoint that verifies.
-
-    The checksum file first lists the new digest and those the old file matches, then (after the rename) only the
-    new one.
-    """
+    """Write a checkpoint and its checksum so that a kill between any two steps leaves one that verifies: the checksum
+    file lists the new digest and the old file's, then (after the rename) only the new one."""
     path = Path(path)
     new = _digest(data)
     accepted = [new, *_digests_of_current_file(path)]
@@ -178,12 +164,8 @@ def _refused_content(error: Exception) -> str | None:
 
 
 def read_checkpoint(path: str | Path, map_location: Any = "cpu", lightning: bool = True) -> dict[str, Any]:
-    """Load a checkpoint with `weights_only=True` after checking it exists, is not empty and matches its checksum;
-    a Lightning one (with a state_dict) unless `lightning=False` (a plain state dict will do).
-
-    Raises:
-        CheckpointError: one line naming the file and what is wrong with it.
-    """
+    """Load with `weights_only=True` after `check_checkpoint_path`; a Lightning checkpoint (with a state_dict) unless
+    `lightning=False`. Raises `CheckpointError`, one line naming the file and what is wrong with it."""
     path = Path(path)
     if path.parent.is_dir():  # a kill between naming and renaming strands the checkpoint's or its checksum's
         remove_stranded_temp_files(path)
@@ -257,11 +239,8 @@ def init_weights(module: torch.nn.Module, path: str, strict: bool = True) -> Non
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning's checkpoint I/O with atomic, checksummed saves and verified `weights_only=True` loads.
-
-    Given the `model` the checkpoints are for, a checkpoint whose weights do not fit it fails in one line as it is
-    loaded, instead of with torch's list of every mismatched tensor.
-    """
+    """Lightning's checkpoint I/O with atomic, checksummed saves and verified `weights_only=True` loads; given `model`,
+    a checkpoint that does not fit it fails in one line, not with torch's list of every mismatched tensor."""
 
     def __init__(self, model: torch.nn.Module | None = None) -> None:
         super().__init__()
@@ -286,11 +265,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 def remove_checkpoint_file(path: str | Path) -> bool:
-    """Remove one regular checkpoint file and its checksum file, never a folder or what a link points to.
-
-    Lightning's own removal is recursive; a path restored from a checkpoint could name a folder (see
-    `src.machinery.restored_state`, which drops such paths first). Returns whether a file was removed.
-    """
+    """Remove one regular checkpoint file and its checksum, never a folder or a link's target (Lightning's removal is
+    recursive, and a path restored from a checkpoint could name a folder); True if a file was removed."""
     if "://" in str(path):  # remote storage: one file, not recursively
         fs = get_filesystem(path)
         if fs.isfile(path):

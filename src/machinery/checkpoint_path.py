@@ -1,8 +1,5 @@
-"""A checkpoint file's own checks, without torch: it exists, is a file, is not empty, and matches the SHA-256
-digests listed beside it (`<name>.sha256`). The command line's `ckpt_path` is checked here before torch and Lightning
-load, so a typo or a damaged file is reported in under a second; `checkpoint_files.read_checkpoint` runs the same
-checks before its `weights_only` load.
-"""
+"""A checkpoint file's own checks without torch (it exists, is a non-empty file, matches its `<name>.sha256`), so a
+typo or a damaged `ckpt_path` is reported in under a second, before torch and Lightning load."""
 
 import hashlib
 from pathlib import Path

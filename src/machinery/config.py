@@ -1,9 +1,5 @@
-"""Typed schemas registered in Hydra's ConfigStore, and composition outside a Hydra app.
-
-A schema makes Hydra reject a misspelt key (`trainer.devicez=2`) or a wrong type
-(`trainer.max_epochs=abc`) while composing, before torch is imported; `check_value_ranges` then rejects
-out-of-range numbers (`optimizer.lr=-1`), also before torch is imported.
-"""
+"""Typed schemas registered in Hydra's ConfigStore, and composition outside a Hydra app. A schema rejects a misspelt
+key or a wrong type while composing, and `check_value_ranges` an out-of-range number, both before torch is imported."""
 
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,10 +61,8 @@ class TrainerConf:
 
 
 def load_machine_env(path: Path = ROOT / ".env") -> None:
-    """Read this machine's settings (data folder, W&B entity, cluster partition) from the git-ignored `.env`.
-
-    Variables already set in the environment win; configs read them with `${oc.env:NAME,default}`.
-    """
+    """Read this machine's settings (data folder, W&B entity, cluster partition) from the git-ignored `.env`;
+    variables already set win. Configs read them with `${oc.env:NAME,default}`."""
     load_dotenv(path, override=False)
 
 
@@ -84,11 +78,8 @@ def register_schemas() -> None:
 def compose_config(
     config_name: str, overrides: list[str], output_dir: str | Path, keep_hydra: bool = False
 ) -> DictConfig:
-    """Compose conf/<config_name>.yaml as `python <config_name>.py <overrides>` would, writing into
-    output_dir (for tests and scripts that run the template in-process).
-
-    The `hydra` node is dropped, as the app sees it, unless `keep_hydra` (to read launcher settings).
-    """
+    """Compose conf/<config_name>.yaml as `python <config_name>.py <overrides>` would, writing into output_dir, for
+    tests and scripts run in-process; the `hydra` node is dropped, as the app sees it, unless `keep_hydra`."""
     register_schemas()
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):

@@ -8,13 +8,8 @@ from src.machinery.resumable import Position, next_batch_position
 
 
 class DeviceBatches:
-    """An iterable of (images, labels) batches sliced from whole-split tensors, with no DataLoader.
-
-    Shuffling is seeded (`seed + epoch`), so every rank draws the same permutation and takes its own
-    shard of it: rank r gets positions r, r + W, r + 2W, ... (the permutation is padded by wrapping
-    around, as DistributedSampler does, so all ranks run the same number of steps).
-    Its `state_dict` (seed, epoch, batches served) lets a resumed run carry on mid-epoch.
-    """
+    """(images, labels) batches sliced from whole-split tensors, no DataLoader. Shuffling is seeded (`seed + epoch`):
+    every rank draws the same permutation, padded by wrapping so all ranks run as many steps, and takes its shard."""
 
     def __init__(
         self,

@@ -15,12 +15,8 @@ NONE_YET = torch.iinfo(torch.long).max  # "no non-finite loss so far", as a step
 
 
 class FiniteLoss(Callback):
-    """Watches every training loss for NaN and infinity (docs/reliability.md).
-
-    `stop` notes the first bad step on the device (no sync) and reads it every `every_n_steps` steps, at each epoch
-    end and before any checkpoint is written. `skip` drops a bad batch's gradients and restores the buffers it
-    changed; that needs a host read (and an all-reduce under DDP) before every optimizer step.
-    """
+    """Watches every training loss for NaN and infinity (docs/reliability.md): `stop` checks on the device with no sync
+    and reads the verdict every few steps; `skip` drops a bad batch's update, at the cost of a host read every step."""
 
     def __init__(self, on_nonfinite: str = "stop", every_n_steps: int | None = None) -> None:
         if on_nonfinite not in MODES:

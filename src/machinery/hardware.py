@@ -12,10 +12,8 @@ MIXED = "mixed"  # the template's own precision value: the best mixed precision 
 
 
 def resolve_precision(precision: object) -> object:
-    """`mixed` becomes `bf16-mixed` on GPUs with native bf16 (Ampere and newer), else `16-mixed`.
-
-    Any other value is Lightning's own and passes through unchanged, so an explicit setting wins.
-    """
+    """`mixed` becomes `bf16-mixed` on GPUs with native bf16 (Ampere and newer), else `16-mixed`; any other value is
+    Lightning's own and passes through unchanged, so an explicit setting wins."""
     if precision != MIXED:
         return precision
     if torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False):

@@ -13,10 +13,8 @@ LAST_NAME = f"{ModelCheckpoint.CHECKPOINT_NAME_LAST}{ModelCheckpoint.FILE_EXTENS
 
 
 class LastCheckpoint(ModelCheckpoint):
-    """Writes `last.ckpt` at every epoch end (after validation), at the end of training and every
-    `every_n_train_steps` steps, at most once per step; never on an exception, under `fast_dev_run` or in the sanity
-    check. A `ModelCheckpoint` (its hooks replaced) so that W&B `log_model` sees its `last_model_path`.
-    """
+    """Writes `last.ckpt` at every epoch end (after validation), at the end of training and every `every_n_train_steps`
+    steps. A `ModelCheckpoint` (its hooks replaced) so that W&B `log_model` sees its `last_model_path`."""
 
     def __init__(self, dirpath: str | None = None, every_n_train_steps: int | None = 100) -> None:
         super().__init__(
@@ -65,10 +63,8 @@ class LastCheckpoint(ModelCheckpoint):
         self.save(trainer)
 
     def save(self, trainer: pl.Trainer) -> Path:
-        """Write last.ckpt (atomically, through the Trainer's checkpoint I/O) unless it already holds this step.
-
-        Called on every rank (the save is collective under DDP); returns the path.
-        """
+        """Write last.ckpt (atomically, through the Trainer's checkpoint I/O) unless it already holds this step;
+        called on every rank, as the save is collective under DDP."""
         path = self.path
         if trainer.fast_dev_run or trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:
             return path

@@ -1,17 +1,6 @@
-"""One run folder for every rank of a run, however the ranks were started (torchrun, srun, a SLURM array, a
-PyTorchJob, submitit), and no second run mixed into a folder that already holds one. No torch import: this runs
-while Hydra composes the config, before config errors are reported.
-
-`${launch_id:}` (in conf/hydra/default.yaml) names the run folder:
-- SLURM (srun tasks, an sbatch job, an array task): `slurm_<job id>` or `slurm_<array job id>_<task id>`, the same
-  for every task and again when the job is requeued;
-- torchrun with a rendezvous id (`--rdzv-id`, as a PyTorchJob or a multi-node launch sets it):
-  `torchrun_<id>`, the same on every node and when a pod restarts;
-- torchrun on one node with its own per-launch id: the first rank to get here picks the date and time and writes
-  it to a small file keyed by that launch, where the other ranks read it;
-- anything else (`python train.py`, Lightning's own DDP launcher): the date and time, with `_2`, `_3`, ... for a
-  second run started on this machine in the same second.
-"""
+"""One run folder for every rank of a run, however the ranks were started, and no second run mixed into a folder that
+holds one (docs/launchers.md). No torch import: this runs while Hydra composes the config, before config errors are
+reported."""
 
 import itertools
 import os
@@ -54,7 +43,8 @@ def _launch_id_or_exit() -> str:
 
 
 def launch_id(env: dict[str, str] | None = None) -> str:
-    """The run folder's name, agreed by every rank of this launch (see the module's docstring)."""
+    """The run folder's name, agreed by every rank of this launch: from SLURM's job id or torchrun's rendezvous id,
+    else the date and time (docs/launchers.md)."""
     env = dict(os.environ) if env is None else env
     if slurm := slurm_id(env):
         return slurm
@@ -98,9 +88,8 @@ def _launch_key(run_id: str, env: dict[str, str]) -> str:
 
 
 def _first_rank_decides(key: str) -> str:
-    """The date and time of the first rank to ask, kept in `<tmp>/dl-template-<uid>/launch-<key>`; a rank that
-    comes later (or restarts under the same launch) reads it. The file is created whole, by a hard link, so a
-    reader never sees it half written."""
+    """The date and time of the first rank to ask, kept in `<tmp>/dl-template-<uid>/launch-<key>` for later ranks;
+    the file is created whole, by a hard link, so a reader never sees it half written."""
     folder = _private_temp_folder()
     final = folder / f"launch-{key}"
     if not final.exists():

@@ -1,8 +1,5 @@
-"""Every use of a private Lightning name, in one place, each with why; `tests/test_lightning_shims.py` fails loudly,
-naming the Lightning version, when one of them moves or changes.
-
-No other module of the template touches a name starting with `_` from lightning or torch (a test greps for it).
-"""
+"""Every use of a private Lightning name, in one place, each with why (no other module touches a `_` name of lightning
+or torch); `tests/test_lightning_shims.py` fails, naming the Lightning version, when one of them moves or changes."""
 
 import csv
 import signal
@@ -21,11 +18,8 @@ LIGHTNING_VERSION = lightning.__version__
 
 
 def kill_launched_ranks(trainer: pl.Trainer, signum: int = signal.SIGKILL) -> bool:
-    """Send `signum` to the DDP ranks this process started, if it started any; True if it did.
-
-    Lightning kills them only on Ctrl-C: a rank stuck outside any collective would outlive a crashed rank 0, and a
-    preemption signal must reach every rank.
-    """
+    """Send `signum` to the DDP ranks this process started; True if it started any. Lightning kills them only on
+    Ctrl-C, but a rank stuck outside a collective would outlive a crashed rank 0, and preemption must reach all."""
     launcher = trainer.strategy.launcher
     if isinstance(launcher, _SubprocessScriptLauncher):
         launcher.kill(signum)
@@ -56,10 +50,8 @@ class ContinuingExperimentWriter(ExperimentWriter):
 
 
 class ContinuingCSVLogger(CSVLogger):
-    """Lightning's CSVLogger, appending to the run folder's metrics.csv: `resume=true` loses no rows.
-
-    It builds its writer as Lightning's does (private `_experiment` and `_fs`), with the appending writer above.
-    """
+    """Lightning's CSVLogger, appending to the run folder's metrics.csv so `resume=true` loses no rows; it builds its
+    writer as Lightning's does (private `_experiment` and `_fs`), with the appending writer above."""
 
     @property
     @rank_zero_experiment

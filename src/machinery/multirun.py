@@ -18,14 +18,8 @@ _LAUNCH_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_S
 
 @contextmanager
 def isolated_job() -> Iterator[None]:
-    """Run one multirun job as if it had been launched on its own.
-
-    Lightning's `ddp` starts ranks 1..N-1 by re-running `sys.argv` with `hydra.run.dir=<run dir>`.
-    Inside a sweep that would start the whole sweep again in every rank, with other hyperparameters
-    and another folder. So, for the job's duration, `sys.argv` becomes this job's own overrides and
-    the run dir this job's folder; afterwards the process group and launcher variables are cleared,
-    so the next job launches its own ranks.
-    """
+    """Run one multirun job as if launched alone: `ddp` starts ranks 1..N-1 by re-running `sys.argv`, which in a sweep
+    restarts the sweep, so argv and run dir become this job's own; launcher state is cleared for the next job."""
     if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
         yield
         return

@@ -30,12 +30,8 @@ def requeue_slurm_job() -> None:
 
 
 class Preemption(Checkpoint):
-    """On one of `signals`: finish the step, save `last.ckpt`, stop with exit 128 + signal (docs/reliability.md).
-
-    A `Checkpoint`, so Lightning runs it after the ModelCheckpoints listed before it. Lightning's own handlers exit 0
-    unsaved (SIGTERM) or save mid-step (SIGUSR1). Under DDP the ranks agree every `every_n_steps` steps (default
-    `trainer.log_every_n_steps`) and at each epoch end, so there is no collective on every step.
-    """
+    """On one of `signals`: finish the step, save `last.ckpt`, exit 128 + signal (Lightning's handlers exit 0 unsaved
+    or save mid-step). A `Checkpoint`, so it runs after the ModelCheckpoints; DDP ranks agree every `every_n_steps`."""
 
     def __init__(
         self,

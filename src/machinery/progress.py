@@ -8,10 +8,8 @@ from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
 
 
 def auto_progress_bar(every_n_seconds: float = 30.0) -> ProgressBar:
-    """RichProgressBar when stdout is a terminal; otherwise `LineProgress`.
-
-    (Rich prints nothing until the end without a terminal, and tqdm floods logs.)
-    """
+    """RichProgressBar when stdout is a terminal, else `LineProgress` (without one Rich prints nothing until the end,
+    and tqdm floods logs)."""
     if sys.stdout.isatty():
         return RichProgressBar()
     return LineProgress(every_n_seconds=every_n_seconds)

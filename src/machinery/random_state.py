@@ -32,12 +32,8 @@ def set_rng_states(states: dict[str, Any]) -> None:
 
 
 class RandomStateInCheckpoint(Callback):
-    """Stores the RNG states in every checkpoint and puts them back when training resumes.
-
-    They are restored in `on_train_start`, not when the checkpoint is read: setting up the loaders draws random
-    numbers in between, which an uninterrupted run did not draw at that point. Under DDP the checkpoint holds rank
-    0's states (`seed_everything` gives every rank the same ones).
-    """
+    """Stores the RNG states in every checkpoint; restores them at train start, not on load, as setting up the loaders
+    draws random numbers in between. Under DDP it holds rank 0's (`seed_everything` gives every rank the same)."""
 
     def __init__(self) -> None:
         self._to_restore: dict[str, Any] | None = None

@@ -30,11 +30,8 @@ def is_inside(value: Any, folder: str | Path | None) -> bool:
 
 
 def clean_model_checkpoint_state(state: dict[str, Any], folder: str | Path | None, name: str = "") -> list[str]:
-    """Drop (in place) every path in a `ModelCheckpoint` state that is not inside `folder`; return what was dropped.
-
-    A dropped path becomes "" (Lightning's "none yet"), a dropped top-k entry disappears, and a foreign `dirpath`
-    becomes None, so that Lightning restores none of the folder-bound fields.
-    """
+    """Drop (in place) and return each path in a `ModelCheckpoint` state not inside `folder`, so that no folder-bound
+    field is restored: a path becomes "" (Lightning's "none yet"), a top-k entry goes, a foreign `dirpath` None."""
     dropped = []
     for key in PATH_KEYS:
         value = state.get(key)

@@ -1,10 +1,6 @@
-"""A training DataLoader that can stop mid-epoch and carry on from the next batch after a restart.
-
-The shuffle is a function of (seed, epoch), so a position in the data is the seed, the epoch and the batches
-served. Lightning saves a training loader's `state_dict` with each checkpoint, but applies it only when it builds
-the loader after restoring, and a scheduler sized with `estimated_stepping_batches` builds it before; so the
-DataModule saves and applies the same position too (its own `state_dict` hooks).
-"""
+"""A training DataLoader that stops mid-epoch and carries on from the next batch after a restart (seeded shuffle per
+epoch). The DataModule saves and applies the position too: Lightning applies the loader's own only to a loader built
+after restoring, and a scheduler sized with `estimated_stepping_batches` builds it before."""
 
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -23,11 +19,8 @@ def next_batch_position(seed: int, epoch: int, served: int, batches_per_epoch: C
 
 
 class ResumableSampler(DistributedSampler):
-    """A seeded shuffle per epoch (`set_epoch`, as Lightning calls it), optionally starting part-way through.
-
-    It is a DistributedSampler (one shard per rank, `num_replicas=1` on one process), so Lightning keeps it
-    under DDP instead of swapping in its own sampler.
-    """
+    """A seeded shuffle per epoch (`set_epoch`), optionally starting part-way through; a DistributedSampler (one
+    shard per rank), so Lightning keeps it under DDP instead of swapping in its own."""
 
     def __init__(self, dataset: Dataset, seed: int, rank: int = 0, world_size: int = 1, shuffle: bool = True):
         super().__init__(dataset, num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed)
@@ -39,13 +32,8 @@ class ResumableSampler(DistributedSampler):
 
 
 class ResumableDataLoader(DataLoader):
-    """A DataLoader over a `ResumableSampler` whose `state_dict` is its position in the data.
-
-    Give it its own seeded `generator=`: starting an epoch then draws nothing from torch's global RNG, so a
-    resumed run draws the same random numbers as one that never stopped. After `load_state_dict`, the next
-    iteration skips the batches already trained on (by index, without loading them); `len` stays the full
-    epoch, as Lightning counts the skipped batches as done.
-    """
+    """A DataLoader over a `ResumableSampler` whose `state_dict` is its position; give it a seeded `generator=` to spare
+    the global RNG. Resumed, it skips trained batches by index; `len` stays full (Lightning counts them as done)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -8,11 +8,8 @@ from lightning.pytorch.callbacks import Callback
 
 
 class RunConfigInCheckpoint(Callback):
-    """Adds `checkpoint["run_config"]` and `checkpoint["class_names"]` (the data module's, a list of str by label):
-    plain containers only, so `weights_only=True` loading works.
-
-    `src/train.py` hands it the run's record (the resolved config, credentials redacted) once it is made.
-    """
+    """Adds `checkpoint["run_config"]` (the run's record, credentials redacted) and `checkpoint["class_names"]` (a list
+    of str by label): plain containers only, so `weights_only=True` loading works."""
 
     def __init__(self, run_config: dict[str, Any] | None = None) -> None:
         self.run_config = run_config

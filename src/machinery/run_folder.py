@@ -1,9 +1,6 @@
-"""A run folder is not trusted: a resumed or copied one may hold links planted to make a run write elsewhere.
-
-Resuming in a folder that holds symbolic links stops before anything is written (Hydra writes its records and opens
-`train.log` before the run's code starts, so the command line is checked first), and the template's own files are
-written and read without following a link. No torch import: train.py and eval.py call this before Hydra runs.
-"""
+"""A run folder is not trusted (docs/reliability.md): planted links could make a run write elsewhere, so one holding
+links is not resumed and the template's own files are never written or read through a link. No torch import: train.py
+and eval.py check the command line with it before Hydra writes its records and opens `train.log`."""
 
 import os
 import stat

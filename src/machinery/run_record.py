@@ -27,10 +27,8 @@ PACKAGES = ("lightning", "torchmetrics", "hydra-core", "wandb", "mlflow", "mlflo
 
 
 def run_config(cfg: DictConfig) -> dict[str, Any]:
-    """The resolved config as plain containers (for W&B, checkpoints and YAML), plus `git`.
-
-    Credentials (secret-named keys, and secret values from the environment or command line) are redacted.
-    """
+    """The resolved config as plain containers (for W&B, checkpoints and YAML), plus `git`, choices, launch and
+    versions; credentials (by key name, or values from the environment or command line) redacted."""
     plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     cwd = HydraConfig.get().runtime.cwd if HydraConfig.initialized() else "."
     plain["git"] = git_state(cwd)

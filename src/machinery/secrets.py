@@ -1,11 +1,6 @@
-"""Keep credentials out of everything a run writes: config files, checkpoints, Hydra's records and W&B.
-
-A secret is the value of an environment variable or a config key whose name looks like a credential
-(`WANDB_API_KEY`, `KAGGLE_KEY`, `AZURE_STORAGE_ACCOUNT_KEY`, `*_CONNECTION_STRING`, `DB_PWD`, `passphrase`, ...),
-the value of such a key given on the command line, the password in a URL (`https://user:<password>@host`), or
-the value of any environment variable that looks like a token (`ghp_...`, `hf_...`, a long random string).
-Files are redacted on their parsed data (YAML), so quoting or escaping in the text cannot hide a secret.
-"""
+"""Keep credentials out of everything a run writes: config files, checkpoints, Hydra's records and W&B. A secret is
+found by name (keys, variables, overrides), by value (URL passwords, token-shaped environment values) and on parsed
+YAML, so quoting or escaping cannot hide one (docs/reliability.md)."""
 
 import math
 import os
@@ -123,11 +118,8 @@ def redact(tree: Any, secrets: Iterable[str]) -> Any:
 
 
 def redact_files(paths: Iterable[Path], secrets: Iterable[str]) -> list[Path]:
-    """Rewrite the files among `paths` that hold a secret; returns those rewritten.
-
-    YAML is redacted on its parsed data and written back (quotes and escapes in the text hide nothing); other
-    text, or YAML that does not parse as plain data, on its text.
-    """
+    """Rewrite the files among `paths` that hold a secret and return them: YAML on its parsed data (quotes and escapes
+    hide nothing); other text, or YAML that is not plain data, on its text."""
     secrets = list(secrets)
     changed = []
     for path in paths:
@@ -157,10 +149,8 @@ def _redact_yaml(text: str, secrets: list[str]) -> str | None:
 
 @rank_zero_only
 def redact_hydra_records(output_dir: str | Path, secrets: Iterable[str]) -> list[Path]:
-    """Hydra writes the command-line overrides (secrets included) before the run starts: redact them there.
-
-    That is `.hydra/{overrides,config,hydra}.yaml` in the run folder and, in a sweep, `multirun.yaml` beside it.
-    """
+    """Hydra writes the command-line overrides (secrets included) before the run starts: redact them in the run
+    folder's `.hydra/*.yaml` and, in a sweep, in `multirun.yaml` beside it."""
     output_dir = Path(output_dir)
     paths = [*output_dir.glob(".hydra/*.yaml"), output_dir.parent / "multirun.yaml"]
     return redact_files(paths, secrets)

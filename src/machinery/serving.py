@@ -15,11 +15,8 @@ Split = tuple[torch.Tensor, torch.Tensor]  # images (N, C, H, W), labels (N,)
 
 
 class TensorBatchDataset(Dataset):
-    """Images and labels as two tensors; the DataLoader fetches a whole batch with one slice.
-
-    `__getitems__` lets the DataLoader index a batch of indices at once instead of
-    gathering and stacking single samples (one tensor op per batch, not per sample).
-    """
+    """Images and labels as two tensors; `__getitems__` lets the DataLoader fetch a whole batch with one slice
+    instead of stacking single samples (one tensor op per batch, not per sample)."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
         if len(images) != len(labels):
@@ -43,13 +40,8 @@ def keep_batch(batch: Split) -> Split:
 
 
 class ServedDataModule(pl.LightningDataModule):
-    """Serves the splits a subclass's `setup` makes, in batches: `self.splits` ({"train": (images, labels), ...}) held
-    as tensors, or `self.datasets` ({"train": a Dataset, ...}) read item by item (files decoded in workers).
-
-    The training loader shuffles with a seeded, per-epoch sampler (rank 0's seed on every rank) and resumes
-    mid-epoch from a checkpoint. With `on_device=True` the splits are copied to the training device once and batches
-    are sliced there (`DeviceBatches`): no workers and no host-to-device copy per step.
-    """
+    """Serves the splits `setup` makes: `self.splits` ({"train": (images, labels), ...}) as tensors, or `self.datasets`
+    read item by item; `on_device=True` slices batches on the device (no workers, no host-to-device copy per step)."""
 
     def __init__(
         self,
@@ -87,10 +79,7 @@ class ServedDataModule(pl.LightningDataModule):
         return self.shuffle_seed
 
     def _dataloader(self, dataset: Dataset, shuffle: bool, collate_fn: Callable | None = None) -> DataLoader:
-        """A DataLoader with this module's batch size (training or evaluation), workers and pinning.
-
-        The training loader shuffles with a seeded, per-epoch sampler and can resume mid-epoch.
-        """
+        """A DataLoader with this module's batch size (training or evaluation), workers and pinning."""
         common = {
             "collate_fn": collate_fn,
             "num_workers": self.num_workers,

@@ -1,9 +1,6 @@
-"""Rebuild a training run's config from this repository's conf/ tree and what a checkpoint recorded about it.
-
-A checkpoint's `run_config` is data, not code: its group choices (`model: cnn`) pick files in conf/, and its plain
-values fill them in. Every `_target_` (and `_partial_`, `_args_`, ...) comes from conf/; a stored one that differs
-is refused; no stored string is ever resolved as an interpolation (`${oc.env:...}` stays that literal text).
-"""
+"""Rebuild a training run's config from conf/ and a checkpoint's `run_config`, which is data, not code: its choices
+pick conf/ files, its plain values fill them in, a stored `_target_` that differs is refused, and no stored `${...}`
+is ever resolved (docs/reliability.md, 'What is trusted')."""
 
 import re
 from collections.abc import Mapping
@@ -32,21 +29,14 @@ TRUSTED_HINT = (
 
 
 def literal(text: str) -> str:
-    """`text` escaped so that OmegaConf reads it back unchanged: `${...}` is never resolved.
-
-    OmegaConf reads `\\${` as a literal `${`, and 2n backslashes before `${` as n backslashes and an interpolation,
-    so each run of n backslashes before `${` becomes 2n + 1.
-    """
+    """`text` escaped so that OmegaConf reads it back unchanged, `${...}` never resolved: OmegaConf reads 2n backslashes
+    before `${` as n and an interpolation, so each run of n becomes 2n + 1."""
     return re.sub(r"(\\*)\$\{", lambda m: "\\" * (2 * len(m.group(1)) + 1) + "${", text)
 
 
 def rebuild_run_config(stored: Any, source: str | Path, conf_dir: Path = ROOT / "conf") -> DictConfig:
-    """The train config composed from conf/ with the checkpoint's group choices, its groups in REBUILT_GROUPS
-    overlaid with the checkpoint's plain values.
-
-    Raises:
-        CheckpointError: one line naming the checkpoint and the stored key that would choose code.
-    """
+    """The train config composed from conf/ with the checkpoint's group choices, its REBUILT_GROUPS overlaid with the
+    stored plain values; `CheckpointError` (one line) names a stored key that would choose code."""
     if not isinstance(stored, Mapping):
         raise CheckpointError(f"checkpoint {source} refused: its run_config is not a mapping")
     choices = group_choices(stored, source, conf_dir)
@@ -87,10 +77,8 @@ def group_choices(stored: Mapping, source: str | Path, conf_dir: Path) -> dict[s
 
 
 def overlay(base: Any, stored: Any, key: str, source: str | Path, where: str) -> Any:
-    """`base` (a conf/ node as plain containers) with `stored`'s plain values laid over it.
-
-    A reserved key (`_target_`, ...) in `stored` must equal `base`'s at the same place; strings become literals.
-    """
+    """`base` (a conf/ node as plain containers) with `stored`'s plain values laid over it; a reserved key (`_target_`,
+    ...) in `stored` must equal `base`'s at the same place, and strings become literals."""
     if isinstance(stored, Mapping):
         node = dict(base) if isinstance(base, dict) else {}
         for name, value in stored.items():

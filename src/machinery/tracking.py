@@ -1,7 +1,5 @@
-"""Experiment tracking with W&B (online with credentials, offline without: no prompt, no network) and MLflow.
-
-Everything that touches the `wandb` or `mlflow` package directly lives here.
-"""
+"""Experiment tracking with W&B (online with credentials, offline without: no prompt, no network) and MLflow; all
+direct use of the `wandb` and `mlflow` packages lives here (docs/workflow.md)."""
 
 import logging
 import netrc
@@ -49,12 +47,8 @@ RUN_ID = re.compile(r"[a-z0-9]{8}")  # what W&B's generate_id makes: 8 base-36 d
 
 
 def run_id(save_dir: str | Path) -> str:
-    """The W&B run id kept in the run folder (`wandb_run_id`), created on first use: a resumed run logs to the
-    same W&B run.
-
-    The file is not trusted: anything but a regular file holding an id of W&B's own format (a link, a token, a
-    path) is replaced by a new id, and the log says so.
-    """
+    """The W&B run id kept in the run folder (`wandb_run_id`, made on first use), so a resumed run logs to the same W&B
+    run; the file is untrusted: anything but a regular file holding a W&B-format id gets a new id, with a warning."""
     path = Path(save_dir) / RUN_ID_FILE
     kept = read_text(path, max_bytes=64)
     if kept is not None and RUN_ID.fullmatch(kept.strip()):
@@ -83,11 +77,8 @@ def _write_run_id(path: Path, value: str) -> None:
 
 
 def wandb_logger(mode: str = "auto", save_dir: str = ".", name: str | None = None, **kwargs) -> WandbLogger:
-    """A WandbLogger whose run is online or offline as `resolve_mode` decides; kwargs go to `wandb.init`.
-
-    The run is named `<name>-<run id>` (e.g. `cnn-digits-1a2b3c4d`: readable, and unique within a group). The run
-    id is the run folder's (see `run_id`), with `resume="allow"`: `resume=true` continues the same W&B run.
-    """
+    """A WandbLogger, online or offline as `resolve_mode` decides (kwargs go to `wandb.init`), named `<name>-<run id>`
+    (readable, unique in a group); the id is the folder's, with `resume="allow"`, so `resume=true` continues the run."""
     Path(save_dir).mkdir(parents=True, exist_ok=True)
     wandb_id = kwargs.pop("id", None) or run_id(save_dir)
     kwargs.setdefault("resume", "allow")
