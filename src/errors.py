@@ -57,3 +57,9 @@ def one_line(error: RunError) -> str:
     if "\nOriginal Traceback" in text:
         text = text.rstrip().splitlines()[-1].partition(": ")[2]
     return text
+
+
+def first_line(error: Exception) -> str:
+    """The first line of an error's message (its type's name when it has none): for one-line reports."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

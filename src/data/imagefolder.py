@@ -15,7 +15,7 @@ from torchvision.datasets.folder import has_file_allowed_extension
 
 from src.data.splits import hold_out, stratified_fraction
 from src.data.tensor_data import Split, TensorDataModule
-from src.errors import DataError
+from src.errors import DataError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -194,16 +194,11 @@ def load_image(path: str | Path, header_only: bool = False) -> Image.Image | Non
                 return None if header_only else image.convert("RGB")
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as error:
         raise DataError(
-            f"{path} is too large to decode ({_first_line(error)}); shrink or remove it, or if you trust it "
+            f"{path} is too large to decode ({first_line(error)}); shrink or remove it, or if you trust it "
             "raise PIL.Image.MAX_IMAGE_PIXELS"
         ) from None
     except (OSError, SyntaxError, ValueError) as error:
-        raise DataError(f"{path} is not a readable image: {_first_line(error)}") from None
-
-
-def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+        raise DataError(f"{path} is not a readable image: {first_line(error)}") from None
 
 
 def _same_classes(train: ImageFolder, other: ImageFolder) -> ImageFolder:

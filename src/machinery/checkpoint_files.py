@@ -17,7 +17,7 @@ import torch
 from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from src.errors import CheckpointError
+from src.errors import CheckpointError, first_line
 from src.machinery.checkpoint_path import check_checkpoint_path, checksum_path, file_digest
 
 log = logging.getLogger(__name__)
@@ -176,7 +176,7 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu", lightning: bool
     except pickle.UnpicklingError as error:
         refused = _refused_content(error)
         if refused is None:
-            unreadable = f"checkpoint {path} is not a readable PyTorch checkpoint ({_first_line(error)})"
+            unreadable = f"checkpoint {path} is not a readable PyTorch checkpoint ({first_line(error)})"
             raise CheckpointError(unreadable) from None
         raise CheckpointError(
             f"checkpoint {path} refused: it holds {refused}, which could run code when loaded; "
@@ -184,16 +184,11 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu", lightning: bool
         ) from None
     except Exception as error:  # torch's zip reader reports damage as RuntimeError, EOFError, ...
         raise CheckpointError(
-            f"checkpoint {path} is not a readable PyTorch checkpoint (truncated or corrupted: {_first_line(error)})"
+            f"checkpoint {path} is not a readable PyTorch checkpoint (truncated or corrupted: {first_line(error)})"
         ) from None
     if not isinstance(checkpoint, dict) or (lightning and not isinstance(checkpoint.get("state_dict"), dict)):
         raise CheckpointError(f"checkpoint {path} is not a Lightning checkpoint: it has no state_dict")
     return checkpoint
-
-
-def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def check_state_dict_fits(model_state: dict[str, torch.Tensor], loaded: dict[str, Any], source: Any) -> None:
