@@ -126,3 +126,24 @@ def test_mlflow_run_matches_the_wandb_run_and_the_record_reproduces_it(repo_copy
     # no secret from the environment anywhere: run folder (W&B's files included) and MLflow's store
     assert files_holding(run, [FAKE_KEY, MY_TOKEN]) == []
     assert files_holding(repo_copy / "mlruns", [FAKE_KEY, MY_TOKEN]) == []
+
+
+@pytest.mark.slow
+def test_resume_continues_the_mlflow_run(tmp_path):
+    from mlflow import MlflowClient
+
+    store, run = f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "run"
+    common = ["logger=mlflow", "trainer=cpu", "trainer.limit_train_batches=3", f"hydra.run.dir={run}"]
+    env = {"MLFLOW_TRACKING_URI": store}
+    first = run_script("train.py", *common, "trainer.max_epochs=1", env=env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    resumed = run_script("train.py", *common, "trainer.max_epochs=2", "resume=true", env=env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "keeps its first parameters" in resumed.stdout + resumed.stderr
+
+    client = MlflowClient(store)
+    (mlflow,) = client.search_runs([client.get_experiment_by_name("dl-template").experiment_id])  # one run, not two
+    assert (run / "mlflow_run_id").read_text().strip() == mlflow.info.run_id
+    steps = [m.step for m in client.get_metric_history(mlflow.info.run_id, "val/acc")]
+    assert len(steps) == 2 and steps[0] < steps[1]  # epoch 1 from the first run, epoch 2 from the resumed one
+    assert mlflow.data.params["trainer/max_epochs"] == "1" and mlflow.data.params["resume"] == "False"

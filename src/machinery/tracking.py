@@ -101,7 +101,46 @@ def mlflow_logger(save_dir: str, run_name: str, group: str | None, tags: list, j
     """Lightning's MLFlowLogger, named as the W&B run (`<name>-<run id>`), tagged `group`, `job_type` and its tags."""
     run_tags = {"group": group, "job_type": job_type, **dict.fromkeys(tags or [], "true")}
     run_tags = {key: str(value) for key, value in run_tags.items() if value is not None}
-    return MLFlowLogger(run_name=f"{run_name}-{run_id(save_dir)}", tags=run_tags, **kwargs)
+    return KeptMLFlowLogger(Path(save_dir), run_name=f"{run_name}-{run_id(save_dir)}", tags=run_tags, **kwargs)
+
+
+MLFLOW_RUN_ID = re.compile(r"[0-9a-f]{32}")  # MLflow's run ids: a UUID's 32 hex digits
+
+
+class KeptMLFlowLogger(MLFlowLogger):
+    """An MLFlowLogger whose run id is kept in the run folder (`mlflow_run_id`): `resume=true` continues the same
+    MLflow run, as it does the W&B run; the run keeps its first parameters (MLflow refuses to change one)."""
+
+    def __init__(self, save_dir: Path, **kwargs) -> None:
+        self.id_file = save_dir / "mlflow_run_id"
+        super().__init__(run_id=self._kept_run(kwargs.get("tracking_uri")), **kwargs)
+
+    def _kept_run(self, tracking_uri: str | None) -> str | None:
+        """The run id in `mlflow_run_id`, if it is one and that run is in this store; else None (a new run)."""
+        kept = (read_text(self.id_file, max_bytes=64) or "").strip()
+        if not MLFLOW_RUN_ID.fullmatch(kept):
+            return None
+        from mlflow import MlflowClient
+        from mlflow.exceptions import MlflowException
+
+        try:
+            MlflowClient(tracking_uri).get_run(kept)
+        except MlflowException:
+            log.warning("MLflow run %s (%s) is not in %s: starting a new MLflow run", kept, self.id_file, tracking_uri)
+            return None
+        return kept
+
+    @rank_zero_only
+    def log_hyperparams(self, params: dict) -> None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            super().log_hyperparams(params)
+        except MlflowException as error:
+            if error.error_code != "INVALID_PARAMETER_VALUE":
+                raise
+            log.warning("MLflow run %s keeps its first parameters; this run's record is config.yaml", self.run_id)
+        write_text(self.id_file, f"{self.run_id}\n")
 
 
 @rank_zero_only
