@@ -4,6 +4,7 @@ import gzip
 import shutil
 import tarfile
 from pathlib import Path
+from urllib.error import URLError
 
 import numpy as np
 import pytest
@@ -175,6 +176,22 @@ def test_imagefolder_without_train_folder_says_so(tmp_path):
     dm = ImageFolderDataModule(data_dir=str(tmp_path), num_classes=2, in_channels=1, image_size=8)
     with pytest.raises(DataError, match="has no train/ folder"):
         dm.setup()
+
+
+@pytest.mark.parametrize(("data", "name"), [("mnist", "MNIST"), ("cifar10", "CIFAR10")])
+def test_a_download_that_fails_is_one_line_naming_the_folder(make_cfg, tmp_path, monkeypatch, data, name):
+    def no_network(url, *args, **kwargs):
+        raise URLError("[Errno -2] Name or service not known")  # what urllib raises with no network
+
+    for module in ("mnist", "cifar"):  # torchvision's downloader, as each data set module imported it
+        monkeypatch.setattr(f"torchvision.datasets.{module}.download_and_extract_archive", no_network)
+    dm = instantiate(make_cfg(f"data={data}", f"data.data_dir={tmp_path}").data)
+    with pytest.raises(DataError) as error:
+        dm.prepare_data()
+    assert str(error.value) == (
+        f"{name} is not in data.data_dir={tmp_path} and could not be downloaded (<urlopen error [Errno -2] Name or "
+        "service not known>): connect to the network once, or copy its files there (docs/troubleshooting.md)"
+    )
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "mnist").is_dir(), reason="../shared/data/mnist is absent")

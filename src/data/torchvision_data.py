@@ -2,6 +2,7 @@
 
 from src.data.splits import hold_out
 from src.data.tensor_data import Split, TensorDataModule
+from src.errors import DataError
 
 
 class TorchvisionDataModule(TensorDataModule):
@@ -22,8 +23,15 @@ class TorchvisionDataModule(TensorDataModule):
 
     def prepare_data(self) -> None:
         # Lightning calls this on one process per node: the only place that touches the network.
-        for train in (True, False):
-            self.dataset_class(self.data_dir, train=train, download=True)
+        try:
+            for train in (True, False):
+                self.dataset_class(self.data_dir, train=train, download=True)
+        except (OSError, RuntimeError) as error:  # no network (URLError is an OSError), a damaged download
+            reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+            raise DataError(
+                f"{self.dataset_class.__name__} is not in data.data_dir={self.data_dir} and could not be downloaded "
+                f"({reason}): connect to the network once, or copy its files there (docs/troubleshooting.md)"
+            ) from None
 
     def _tensors(self, dataset) -> Split:
         """Images (N, C, H, W) as uint8 and labels (N,) as int64."""
