@@ -1,9 +1,12 @@
 """DDP on CPU processes: on-device data shards, and multirun sweeps whose jobs each run DDP."""
 
+import subprocess
+import sys
+
 import pytest
 import yaml
 
-from tests.conftest import run_script
+from tests.conftest import ROOT, run_script
 from tests.probes import read_ranks
 
 pytestmark = pytest.mark.slow  # end-to-end runs: `make test-all` (CI) runs them
@@ -43,3 +46,24 @@ def test_multirun_of_ddp_jobs_keeps_each_jobs_hyperparameters_on_every_rank(tmp_
         assert [ranks[r]["lr"] for r in (0, 1)] == [lr, lr]
         assert yaml.safe_load((job / "config.yaml").read_text())["optimizer"]["lr"] == lr
         assert (job / "checkpoints" / "last.ckpt").exists()
+
+
+# A process with a Gloo group and a Trainer; a handler registered first runs last at exit and says what it finds.
+EXIT_PROBE = """
+import atexit, sys
+import torch.distributed as dist
+atexit.register(lambda: print("process group at exit:", dist.is_initialized(), flush=True))
+dist.init_process_group("gloo", init_method=f"file://{sys.argv[1]}", rank=0, world_size=1)
+from src.machinery.config import compose_config
+from src.machinery.instantiate import instantiate_trainer
+instantiate_trainer(compose_config("train", ["trainer=cpu"], sys.argv[2]).trainer, logger=False)
+"""
+
+
+def test_the_process_group_is_destroyed_before_the_interpreter_shuts_down(tmp_path):
+    """Lightning destroys only an NCCL group at exit; a Gloo group left to interpreter shutdown can abort a rank that
+    finished ("terminate called without an active exception", pytorch/pytorch#190489)."""
+    args = [str(tmp_path / "store"), str(tmp_path / "run")]
+    done = subprocess.run([sys.executable, "-c", EXIT_PROBE, *args], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "process group at exit: False"

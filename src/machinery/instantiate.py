@@ -1,5 +1,6 @@
 """Build the Trainer, and the callbacks and loggers named in a config group (a dict of `_target_` entries)."""
 
+import atexit
 import logging
 from typing import Any
 
@@ -13,6 +14,7 @@ from omegaconf import DictConfig
 
 from src.errors import ConfigValueError, RunError
 from src.machinery.checkpoint_files import AtomicCheckpointIO
+from src.machinery.distributed import close_process_group
 from src.machinery.hardware import check_accelerator, configure_speed, resolve_precision
 
 log = logging.getLogger(__name__)
@@ -64,4 +66,5 @@ def instantiate_trainer(trainer_cfg: DictConfig, model: torch.nn.Module | None =
     kwargs.setdefault("plugins", [AtomicCheckpointIO(model)])
     trainer = instantiate_node(trainer_cfg, **kwargs)
     configure_speed(trainer)
+    atexit.register(close_process_group)  # once the run is over, whatever the strategy starts
     return trainer
