@@ -111,8 +111,8 @@ class KeptMLFlowLogger(MLFlowLogger):
     """An MLFlowLogger whose run id is kept in the run folder (`mlflow_run_id`): `resume=true` continues the same
     MLflow run, as it does the W&B run; the run keeps its first parameters (MLflow refuses to change one)."""
 
-    def __init__(self, save_dir: Path, **kwargs) -> None:
-        self.id_file = save_dir / "mlflow_run_id"
+    def __init__(self, run_folder: Path, **kwargs) -> None:
+        self.id_file = run_folder / "mlflow_run_id"
         super().__init__(run_id=self._kept_run(kwargs.get("tracking_uri")), **kwargs)
 
     def _kept_run(self, tracking_uri: str | None) -> str | None:
