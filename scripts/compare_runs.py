@@ -232,11 +232,13 @@ def mean_std(values: list[float]) -> tuple[float | None, float | None]:
     return mean, statistics.stdev(values) if len(values) > 1 else None
 
 
-def grouped_table(runs: list[dict], keys: list[str], metrics: list[str], best_of: str) -> list[list[str]]:
-    """Header and one row per group of runs sharing `keys`: their values, n, and each value column's mean and std."""
-    columns = value_columns(runs, metrics, best_of)
+def grouped_table(
+    ranked: list[tuple[tuple[str, ...], list[dict]]], keys: list[str], metrics: list[str], best_of: str
+) -> list[list[str]]:
+    """Header and one row per group of `ranked_groups`: the keys' values, n, and each column's mean and std."""
+    columns = value_columns([run for _, members in ranked for run in members], metrics, best_of)
     rows = [[*map(column_name, keys), "n", *(f"{name} {stat}" for name, _ in columns for stat in ("mean", "std"))]]
-    for values, members in ranked_groups(runs, keys, best_of):
+    for values, members in ranked:
         cells = [*values, str(len(members))]
         for _, value_of in columns:
             stats = mean_std([v for run in members if (v := value_of(run["history"])) is not None])
@@ -398,7 +400,7 @@ def main(argv: list[str] | None = None) -> list[list[str]]:
         by = [config_key(runs, key) for key in args.group_by]
         ranked = ranked_groups(runs, by, args.metric)
         groups = {label(members[0], by, None): members for _, members in ranked}
-        rows = grouped_table(runs, by, args.metrics, args.metric)
+        rows = grouped_table(ranked, by, args.metrics, args.metric)
         pooled = [column_name(k) for k in differing_keys(runs) if k not in by]
         print(
             f"{len(runs)} runs in {len(groups)} groups; a group pools runs that differ in: {', '.join(pooled) or '-'}"

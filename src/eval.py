@@ -1,6 +1,5 @@
 """evaluate(cfg): rebuild a training run from its checkpoint and test it."""
 
-import csv
 import logging
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from src.errors import CheckpointError
 from src.machinery.checkpoint_files import check_state_dict_fits, read_checkpoint
 from src.machinery.console import tidy_console
 from src.machinery.instantiate import instantiate_group, instantiate_loggers, instantiate_node, instantiate_trainer
+from src.machinery.run_folder import write_csv
 from src.machinery.secrets import redact_hydra_records, secret_values
 from src.machinery.stored_config import rebuild_run_config
 from src.machinery.tracking import finish_tracking
@@ -70,10 +70,7 @@ def write_predictions(batches: list[dict[str, torch.Tensor]], output_dir: Path) 
     """`predictions.csv`: one row per test image, in the data set's order."""
     columns = {key: torch.cat([b[key] for b in batches]).tolist() for key in batches[0] if key != "probabilities"}
     output_dir.mkdir(parents=True, exist_ok=True)
-    path = output_dir / "predictions.csv"
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["index", *columns])
-        writer.writerows([i, *row] for i, row in enumerate(zip(*columns.values(), strict=True)))
+    rows = [[i, *row] for i, row in enumerate(zip(*columns.values(), strict=True))]
+    path = write_csv(output_dir / "predictions.csv", ["index", *columns], rows)
     log.info("Wrote %d predictions to %s", len(columns["prediction"]), path)
     return path

@@ -43,8 +43,8 @@ class ClassificationModule(pl.LightningModule):
         freeze: Sequence[str] = (),
     ) -> None:
         super().__init__()
-        freeze = [str(prefix) for prefix in freeze]  # plain strings in hparams: checkpoints load weights_only
-        # Only plain values go into hparams so checkpoints load with weights_only=True.
+        # Only plain values go into hparams (freeze: strings, not a ListConfig) so checkpoints load weights_only.
+        freeze = [str(prefix) for prefix in freeze]
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
         self.net = net
         self.optimizer_factory = optimizer

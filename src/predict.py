@@ -1,6 +1,5 @@
 """predict(cfg): name the class of new image files with a training run's checkpoint."""
 
-import csv
 import glob
 import logging
 from pathlib import Path
@@ -14,7 +13,7 @@ from src.errors import CheckpointError, ConfigValueError, DataError
 from src.eval import load_module
 from src.machinery.console import tidy_console
 from src.machinery.instantiate import instantiate_group, instantiate_node, instantiate_trainer
-from src.machinery.run_folder import csv_cell
+from src.machinery.run_folder import write_csv
 from src.machinery.secrets import redact_hydra_records, secret_values
 
 log = logging.getLogger(__name__)
@@ -34,13 +33,6 @@ def to_data_scale(images: torch.Tensor, max_value: float) -> torch.Tensor:
     levels above 1: a digit saved as a PNG of round(v * 255 / 16) comes back as exactly v (0..16)."""
     scaled = images.float() * (max_value / 255)
     return scaled.round() if max_value > 1 else scaled
-
-
-def write_csv(path: Path, header: list[str], rows: list[list]) -> Path:
-    """Rows of file paths and class names, no cell of which a spreadsheet runs as a formula."""
-    with open(path, "w", newline="") as f:
-        csv.writer(f).writerows([header, *([csv_cell(c) if isinstance(c, str) else c for c in row] for row in rows)])
-    return path
 
 
 def predict(cfg: DictConfig) -> Path:

@@ -18,6 +18,7 @@ from src.machinery.distributed import close_process_group
 from src.machinery.hardware import check_accelerator, configure_speed, resolve_precision
 
 log = logging.getLogger(__name__)
+atexit.register(close_process_group)  # registered once: at exit, the process group (if any), whatever the strategy
 
 
 def instantiate_node(node: DictConfig, **kwargs: Any) -> Any:
@@ -66,5 +67,4 @@ def instantiate_trainer(trainer_cfg: DictConfig, model: torch.nn.Module | None =
     kwargs.setdefault("plugins", [AtomicCheckpointIO(model)])
     trainer = instantiate_node(trainer_cfg, **kwargs)
     configure_speed(trainer)
-    atexit.register(close_process_group)  # once the run is over, whatever the strategy starts
     return trainer

@@ -2,6 +2,7 @@
 links is not resumed and the template's own files are never written or read through a link. No torch import: train.py
 and eval.py check the command line with it before Hydra writes its records and opens `train.log`."""
 
+import csv
 import os
 import stat
 from collections.abc import Sequence
@@ -92,6 +93,13 @@ def read_text(path: str | Path, max_bytes: int = 1 << 20) -> str | None:
 
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def write_csv(path: Path, header: list[str], rows: list[list]) -> Path:
+    """A CSV file no cell of which a spreadsheet runs as a formula (file paths and class names come from elsewhere)."""
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows([header, *([csv_cell(c) if isinstance(c, str) else c for c in row] for row in rows)])
+    return path
 
 
 def csv_cell(text: str) -> str:

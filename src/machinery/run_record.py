@@ -33,8 +33,11 @@ def run_config(cfg: DictConfig) -> dict[str, Any]:
     cwd = HydraConfig.get().runtime.cwd if HydraConfig.initialized() else "."
     plain["git"] = git_state(cwd)
     plain["choices"] = config_choices()
-    launch = {"command": shlex.join(["python", *sys.argv]), "host": gethostname()}
-    plain["launch"] = launch | {"cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}  # its GPUs, if set
+    plain["launch"] = {
+        "command": shlex.join(["python", *sys.argv]),
+        "host": gethostname(),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),  # its GPUs, if set
+    }
     plain["versions"] = package_versions()
     return redact(plain, secret_values(plain))
 

@@ -113,7 +113,8 @@ class KeptMLFlowLogger(MLFlowLogger):
 
     def __init__(self, run_folder: Path, **kwargs) -> None:
         self.id_file = run_folder / "mlflow_run_id"
-        super().__init__(run_id=self._kept_run(kwargs.get("tracking_uri")), **kwargs)
+        self.kept_id = self._kept_run(kwargs.get("tracking_uri"))
+        super().__init__(run_id=self.kept_id, **kwargs)
 
     def _kept_run(self, tracking_uri: str | None) -> str | None:
         """The run id in `mlflow_run_id`, if it is one and that run is in this store; else None (a new run)."""
@@ -140,7 +141,9 @@ class KeptMLFlowLogger(MLFlowLogger):
             if error.error_code != "INVALID_PARAMETER_VALUE":
                 raise
             log.warning("MLflow run %s keeps its first parameters; this run's record is config.yaml", self.run_id)
-        write_text(self.id_file, f"{self.run_id}\n")
+        if self.kept_id != self.run_id:  # a new run: keep its id for resume=true
+            write_text(self.id_file, f"{self.run_id}\n")
+            self.kept_id = self.run_id
 
 
 @rank_zero_only
