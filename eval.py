@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 
 from src.errors import exit_on_run_error
 from src.machinery.checkpoint_path import check_checkpoint_path
-from src.machinery.config import load_machine_env, register_schemas
+from src.machinery.config import check_value_ranges, load_machine_env, register_schemas
 from src.machinery.run_folder import check_run_folder_argument
 
 load_machine_env()
@@ -21,6 +21,7 @@ register_schemas()
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")
 def main(cfg: DictConfig) -> None:
     with exit_on_run_error():
+        check_value_ranges(cfg)
         if cfg.get("ckpt_path"):  # checked before torch loads: a typo is reported in under a second
             check_checkpoint_path(cfg.ckpt_path)
         from src.eval import evaluate

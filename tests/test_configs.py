@@ -128,3 +128,14 @@ def test_a_recipe_runs_on_the_jpeg_copy_of_cifar10(make_cfg):
 def test_shapes_reach_the_model_from_the_data_config(make_cfg):
     cfg = make_cfg("model=rnn", "data=cifar10")
     assert (cfg.model.net.in_channels, cfg.model.net.image_size, cfg.model.net.num_classes) == (3, 32, 10)
+
+
+@pytest.mark.parametrize(
+    "key,value",
+    [("limit_train_batches", 1), ("limit_val_batches", 1), ("overfit_batches", 1), ("val_check_interval", 1)],
+)
+def test_a_whole_number_of_batches_stays_a_number_of_batches(make_cfg, key, value):
+    # Lightning reads int 1 as one batch and float 1.0 as every batch: the schema must not turn one into the other.
+    cfg = make_cfg(f"trainer.{key}={value}")
+    assert type(cfg.trainer[key]) is int
+    assert type(getattr(instantiate(cfg.trainer), key)) is int

@@ -34,6 +34,10 @@ CHECK_TORCH = (
         # data.train_fraction comes with the stratified-fraction option (issue 4); `+` adds it where it is absent.
         ("data.train_fraction=0", "data.train_fraction=0 is out of range: it must be a number in (0, 1]"),
         ("scheduler.warmup_fraction=1", "scheduler.warmup_fraction=1 is out of range: it must be a number in [0, 1)"),
+        (
+            "trainer.limit_train_batches=abc",
+            "trainer.limit_train_batches=abc is out of range: it must be a number in [0, inf]",
+        ),
         ("resume=yes", "resume=yes is not valid: use resume=true or resume=false"),
         (
             "ckpt_path=other.ckpt resume=true",
@@ -57,6 +61,24 @@ def test_bad_config_value_fails_within_a_second_before_torch_is_imported(tmp_pat
     assert not (tmp_path / "config.yaml").exists()
     print(f"{override}: exit 1 after {seconds:.2f} s")
     assert seconds < 1.0 + 1.0  # 1 s as required, with 1 s for this shared, loaded 2-core machine
+
+
+@pytest.mark.parametrize(
+    "script,override,message",
+    [
+        ("eval.py", "data=digits data.num_workers=-1", "data.num_workers=-1 is out of range"),
+        ("eval.py", "trainer.limit_test_batches=abc", "trainer.limit_test_batches=abc is out of range"),
+        (
+            "predict.py",
+            "input=x.png trainer.limit_predict_batches=-1",
+            "trainer.limit_predict_batches=-1 is out of range",
+        ),
+    ],
+)
+def test_eval_and_predict_check_value_ranges_too(tmp_path, script, override, message):
+    done = run_script(script, "ckpt_path=x.ckpt", *override.split(), f"hydra.run.dir={tmp_path}")
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1].startswith(f"Error: {message}"), done.stderr
 
 
 def image_folders(root, splits: dict[str, list[str]]):

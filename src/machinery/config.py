@@ -33,12 +33,14 @@ class TrainerConf:
     max_steps: int = -1
     max_time: str | None = None
     fast_dev_run: Any = False  # bool or a number of batches
-    limit_train_batches: float | None = None
-    limit_val_batches: float | None = None
-    limit_test_batches: float | None = None
-    limit_predict_batches: float | None = None
-    overfit_batches: float = 0.0
-    val_check_interval: float | None = None
+    # A number of batches (int) or a share of them (float): kept as given, since Lightning reads 1 as one batch and
+    # 1.0 as all of them. The types are checked by `check_value_ranges`.
+    limit_train_batches: Any = None
+    limit_val_batches: Any = None
+    limit_test_batches: Any = None
+    limit_predict_batches: Any = None
+    overfit_batches: Any = 0.0
+    val_check_interval: Any = None
     check_val_every_n_epoch: int | None = 1
     num_sanity_val_steps: int | None = None
     log_every_n_steps: int | None = None
@@ -139,6 +141,12 @@ VALUE_RANGES: dict[str, Range] = {
     "data.num_folds": Range(2, integer=True),
     "data.fold": Range(0, optional=False, integer=True),  # below num_folds: checked by the data module
     "trainer.max_epochs": Range(-1),  # -1: no limit
+    "trainer.limit_train_batches": Range(0),
+    "trainer.limit_val_batches": Range(0),
+    "trainer.limit_test_batches": Range(0),
+    "trainer.limit_predict_batches": Range(0),
+    "trainer.overfit_batches": Range(0),
+    "trainer.val_check_interval": Range(0, low_open=True),
     "trainer.accumulate_grad_batches": Range(1),
     "trainer.gradient_clip_val": Range(0),
     "trainer.strategy.timeout_s": Range(0, low_open=True),
