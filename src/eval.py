@@ -7,7 +7,7 @@ import lightning.pytorch as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from src.errors import CheckpointError
+from src.errors import CheckpointError, DataError, first_line
 from src.machinery.checkpoint_files import check_state_dict_fits, read_checkpoint
 from src.machinery.console import tidy_console
 from src.machinery.instantiate import instantiate_group, instantiate_loggers, instantiate_node, instantiate_trainer
@@ -51,6 +51,19 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     trained, module, _ = load_module(ckpt_path)
     data_cfg = cfg.data if cfg.get("data") else trained.data
     datamodule: pl.LightningDataModule = instantiate_node(data_cfg)
+    if cfg.get("data"):  # other data than the run's: its images and labels must fit the trained network
+        try:
+            with torch.no_grad():
+                num_outputs = module.eval()(torch.zeros(2, *datamodule.dims)).shape[1]
+        except RuntimeError as error:
+            raise DataError(
+                f"data: images of shape {tuple(datamodule.dims)} do not fit {ckpt_path}'s network ({first_line(error)})"
+            ) from None
+        if datamodule.num_classes > num_outputs:
+            raise DataError(
+                f"data: {datamodule.num_classes} classes, but {ckpt_path}'s network predicts "
+                f"{num_outputs}: test it on data of at most {num_outputs} classes (data.classes=[...])"
+            )
     loggers = instantiate_loggers(cfg.get("logger"))
     callbacks = instantiate_group(cfg.get("callbacks"))
     trainer = instantiate_trainer(cfg.trainer, logger=loggers or False, callbacks=callbacks)

@@ -10,6 +10,7 @@ import pytest
 import torch
 import yaml
 
+from src.errors import DataError
 from src.eval import evaluate
 from src.train import train
 from tests.conftest import FAST, compose_config
@@ -61,6 +62,22 @@ def test_eval_reproduces_the_test_accuracy_and_writes_predictions(make_cfg, tmp_
     accuracy = sum(r["prediction"] == r["label"] for r in rows) / len(rows)
     assert accuracy == pytest.approx(metrics["test/acc"], abs=1e-3)  # the predictions are the tested ones
     assert all(0.1 <= float(r["confidence"]) <= 1 for r in rows)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "data,message",
+    [
+        ("data=digits", r"data: 10 classes, but .*last.ckpt's network predicts 5: test it on data of at most 5"),
+        ("data=synthetic", r"data: images of shape \(3, 32, 32\) do not fit .*last.ckpt's network \(Given groups"),
+    ],
+)
+def test_eval_on_other_data_that_does_not_fit_the_network_is_one_line(make_cfg, tmp_path, data, message):
+    one_step = ["trainer=cpu", "logger=none", "trainer.max_epochs=1", "trainer.limit_train_batches=1"]
+    train(make_cfg(*one_step, "data.classes=[0,1,2,3,4]", "callbacks.test_figures=null"))
+    cfg = compose_config("eval", [f"ckpt_path={tmp_path / 'checkpoints' / 'last.ckpt'}", data], tmp_path / "eval")
+    with pytest.raises(DataError, match=message):
+        evaluate(cfg)
 
 
 @pytest.mark.slow
