@@ -38,6 +38,8 @@ CHECK_TORCH = (
             "trainer.limit_train_batches=abc",
             "trainer.limit_train_batches=abc is out of range: it must be a number in [0, inf]",
         ),
+        ("seed=abc", "seed=abc is out of range: it must be a whole number in [0, 4294967295]"),
+        ("seed=-1", "seed=-1 is out of range: it must be a whole number in [0, 4294967295]"),
         ("resume=yes", "resume=yes is not valid: use resume=true or resume=false"),
         (
             "ckpt_path=other.ckpt resume=true",

@@ -116,13 +116,14 @@ class Range:
     def __str__(self) -> str:
         left = "(" if self.low_open else "["
         right = ")" if self.high_open else "]"
-        low = "-inf" if self.low is None else f"{self.low:g}"
-        high = "inf" if self.high is None else f"{self.high:g}"
+        low = "-inf" if self.low is None else f"{self.low:{'d' if self.integer else 'g'}}"
+        high = "inf" if self.high is None else f"{self.high:{'d' if self.integer else 'g'}}"
         return f"{'a whole' if self.integer else 'a'} number in {left}{low}, {high}{right}"
 
 
 # Keys absent from a config (another optimizer, data set or scheduler) are skipped.
 VALUE_RANGES: dict[str, Range] = {
+    "seed": Range(0, 2**32 - 1, integer=True),  # null: a random seed; numpy's seeds are 32-bit
     "optimizer.lr": Range(0, low_open=True, optional=False),
     "optimizer.weight_decay": Range(0),
     "optimizer.momentum": Range(0, 1),
