@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from src.callbacks.energy import energy_summary
 from src.errors import CheckpointError, Preempted, RunError
-from src.machinery.checkpoint_files import init_weights
+from src.machinery.checkpoint_files import check_state_dict_fits, init_weights, read_checkpoint
 from src.machinery.console import tidy_console
 from src.machinery.instantiate import instantiate_callbacks, instantiate_loggers, instantiate_node, instantiate_trainer
 from src.machinery.lightning_shims import kill_launched_ranks
@@ -47,8 +47,9 @@ class Run:
     loggers: list[Logger]
 
 
-def build(cfg: DictConfig, **trainer_overrides: Any) -> Run:
-    """Seed, record the config, and instantiate data, model, loggers, callbacks and Trainer."""
+def build(cfg: DictConfig, ckpt_path: str | None = None, **trainer_overrides: Any) -> Run:
+    """Seed, record the config, and instantiate data, model, loggers, callbacks and Trainer (for a fit from
+    `ckpt_path`, once the checkpoint is known to fit the model)."""
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
     set_default_group(cfg)
@@ -59,6 +60,8 @@ def build(cfg: DictConfig, **trainer_overrides: Any) -> Run:
     module: pl.LightningModule = instantiate_node(cfg.model, optimizer=cfg.optimizer, scheduler=cfg.get("scheduler"))
     if cfg.get("init_from") is not None:  # weights only: the optimizer and step count start fresh
         init_weights(module, cfg.init_from, strict=cfg.get("init_strict", True))
+    if ckpt_path is not None:  # before the record is written: a failed resume leaves the run folder's config as it was
+        check_state_dict_fits(module.state_dict(), read_checkpoint(ckpt_path)["state_dict"], source=ckpt_path)
     loggers = instantiate_loggers(cfg.get("logger"))
     callbacks = instantiate_callbacks(cfg.get("callbacks"), has_logger=bool(loggers))
     for callback in callbacks:
@@ -96,7 +99,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Fit the configured model, test its best checkpoint, and return the final metrics."""
     ckpt_path = resume_from(cfg)
     with isolated_job():
-        return _fit_and_test(build(cfg), cfg, ckpt_path)
+        return _fit_and_test(build(cfg, ckpt_path), cfg, ckpt_path)
 
 
 def _fit_and_test(run: Run, cfg: DictConfig, ckpt_path: str | None) -> dict[str, float]:

@@ -125,6 +125,15 @@ def test_checkpoint_of_another_model_shape_names_the_first_mismatched_weight(goo
     message = str(error.value)
     assert re.search(r"is for a different model: net\.\S+ has shape \(32, 1, 3, 3\) there but \(16, 1, 3, 3\)", message)
     assert str(good_checkpoint) in message and "\n" not in message
+    assert not (tmp_path / "config.yaml").exists()  # refused before the run record is written
+
+
+def test_a_resume_with_another_model_leaves_the_run_folders_config_as_it_was(tmp_path):
+    train(compose_config("train", TINY, tmp_path))
+    recorded = (tmp_path / "config.yaml").read_bytes()
+    with pytest.raises(CheckpointError, match="is for a different model"):
+        train(compose_config("train", [*TINY, "resume=true", "model.net.widths=[16,32,64]"], tmp_path))
+    assert (tmp_path / "config.yaml").read_bytes() == recorded
 
 
 @pytest.mark.slow

@@ -40,6 +40,11 @@ CHECK_TORCH = (
         ),
         ("seed=abc", "seed=abc is out of range: it must be a whole number in [0, 4294967295]"),
         ("seed=-1", "seed=-1 is out of range: it must be a whole number in [0, 4294967295]"),
+        (
+            "trainer.max_epochs=-1",
+            "trainer.max_epochs=-1 (no limit) leaves the learning-rate schedule no number of steps: "
+            "set trainer.max_steps=<steps> or scheduler=none",
+        ),
         ("resume=yes", "resume=yes is not valid: use resume=true or resume=false"),
         (
             "ckpt_path=other.ckpt resume=true",

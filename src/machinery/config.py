@@ -164,6 +164,12 @@ def check_value_ranges(cfg: DictConfig, ranges: dict[str, Range] = VALUE_RANGES)
         number = int if valid.integer else int | float
         if isinstance(value, bool) or not isinstance(value, number) or not valid.contains(value):
             raise ConfigValueError(f"{key}={value} is out of range: it must be {valid}")
+    unbounded = OmegaConf.select(cfg, "trainer.max_epochs") == -1 and OmegaConf.select(cfg, "trainer.max_steps") == -1
+    if unbounded and cfg.get("scheduler") is not None:  # the schedule is spread over the run's steps
+        raise ConfigValueError(
+            "trainer.max_epochs=-1 (no limit) leaves the learning-rate schedule no number of steps: "
+            "set trainer.max_steps=<steps> or scheduler=none"
+        )
     if not isinstance(cfg.get("resume", False), bool):
         raise ConfigValueError(f"resume={cfg.resume} is not valid: use resume=true or resume=false")
     if cfg.get("resume") and cfg.get("ckpt_path") not in (None, "last"):
