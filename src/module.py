@@ -50,9 +50,10 @@ class ClassificationModule(pl.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         # One pattern for every split: accuracy and mean loss accumulate on the device and are read once an epoch
-        # (synchronised across DDP ranks by torchmetrics). validate_args=False: the checks cost more than the update.
+        # (synchronised across DDP ranks by torchmetrics). average="micro": the share of images right (torchmetrics'
+        # default averages the classes' accuracies); validate_args=False: the checks cost more than the update.
         for split in SPLITS:  # self.train_acc, self.train_loss, self.val_acc, ...
-            setattr(self, f"{split}_acc", MulticlassAccuracy(num_classes, validate_args=False))
+            setattr(self, f"{split}_acc", MulticlassAccuracy(num_classes, average="micro", validate_args=False))
             setattr(self, f"{split}_loss", MeanMetric())
         self.val_acc_best = MaxMetric()
         self._validated_epoch = -1  # the last epoch validated (not the sanity check): the gap needs its val/acc

@@ -153,9 +153,9 @@ def test_predictions_on_the_digits_test_images_equal_evals(tmp_path, digits_run)
     same = sum(p["prediction"] == e["prediction"] for p, e in pairs)
     gap = max(abs(float(p["confidence"]) - float(e["confidence"])) for p, e in pairs)
     accuracy = sum(p["prediction"] == str(y) for p, y in zip(predicted, labels.tolist(), strict=True)) / 360
-    # eval's test/acc is torchmetrics' macro average over classes; `accuracy` here is the share of images
     print(f"{same}/360 equal eval's, confidence within {gap:.1e}; accuracy {accuracy:.4f} (eval: {test_acc:.4f})")
     assert same == 360 and gap < 1e-5
+    assert test_acc == pytest.approx(accuracy, abs=1e-6)  # test/acc is the share of images right, not a class mean
     assert len({r["prediction"] for r in predicted}) == 10 and accuracy > 0.8  # a model whose predictions differ
     assert list(predicted[0])[3:] == [f"top{i}{part}" for i in (1, 2, 3) for part in ("", "_probability")]
 
