@@ -3,7 +3,7 @@
 # lightning and torchmetrics, for a GPU machine that has those but cannot reach a package index.
 #   bash scripts/gpu_wheels.sh [folder]     (default: wheels/; run it where pip reaches PyPI or a mirror)
 # Every package here is pure Python, so the wheels install on any Python 3 and platform; the check installs
-# only those that the GPU machine lacks, into a folder of its own (its torch is never touched). About 5 MB.
+# only those that the GPU machine lacks, into a folder of its own (its torch is never touched). About 3 MB.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-wheels}"

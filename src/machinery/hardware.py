@@ -6,6 +6,7 @@ import platform
 import lightning.pytorch as pl
 import torch
 
+from src.errors import ConfigValueError
 from src.machinery.lightning_shims import starts_ranks_by_fork
 
 MIXED = "mixed"  # the template's own precision value: the best mixed precision this GPU has
@@ -24,7 +25,7 @@ def resolve_precision(precision: object) -> object:
 def check_accelerator(accelerator: object) -> None:
     """Say plainly when a GPU is asked for and torch sees none (Lightning's own message names no fix)."""
     if str(accelerator) in ("gpu", "cuda") and not torch.cuda.is_available():
-        raise RuntimeError(
+        raise ConfigValueError(
             f"trainer.accelerator={accelerator} but torch sees no CUDA GPU (torch {torch.__version__}, "
             f"built for CUDA {torch.version.cuda}; `nvidia-smi` lists the GPUs the driver sees). "
             "Train on the CPU with trainer=cpu, or let Lightning choose with trainer.accelerator=auto."
