@@ -1,12 +1,15 @@
 """Every option of every config group, and every experiment, composes and instantiates."""
 
+import importlib.util
+
 import pytest
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor
 
-from src.machinery.instantiate import instantiate_callbacks, instantiate_loggers
+from src.errors import ConfigValueError
+from src.machinery.instantiate import instantiate_callbacks, instantiate_loggers, instantiate_trainer
 from tests.conftest import CONF
 
 
@@ -139,3 +142,25 @@ def test_a_whole_number_of_batches_stays_a_number_of_batches(make_cfg, key, valu
     cfg = make_cfg(f"trainer.{key}={value}")
     assert type(cfg.trainer[key]) is int
     assert type(getattr(instantiate(cfg.trainer), key)) is int
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        (
+            "trainer.max_steps=-5",
+            "`max_steps` must be a non-negative integer or -1 (infinite steps). You passed in -5.",
+        ),
+        ("trainer.devices=0", "`Trainer(devices=0)` value is not a valid input using cpu accelerator."),
+        pytest.param(
+            "trainer.accelerator=tpu",
+            "Requirement 'torch_xla>=1.13' not met.",
+            marks=pytest.mark.skipif(importlib.util.find_spec("torch_xla") is not None, reason="torch_xla is here"),
+        ),
+    ],
+)
+def test_a_value_the_trainer_refuses_is_one_line(make_cfg, override, message):
+    """Lightning's refusal as a ConfigValueError (`Error: <its message>`), not Hydra's three-line instantiate error."""
+    with pytest.raises(ConfigValueError) as error:
+        instantiate_trainer(make_cfg("trainer=cpu", override).trainer)
+    assert str(error.value).startswith(message) and "\n" not in str(error.value)

@@ -8,6 +8,7 @@ import lightning.pytorch as pl
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig
@@ -22,12 +23,13 @@ atexit.register(close_process_group)  # registered once: at exit, the process gr
 
 
 def instantiate_node(node: DictConfig, **kwargs: Any) -> Any:
-    """Hydra's instantiate, reporting a constructor's `RunError` (or `ValueError`: a bad value) as one line."""
+    """Hydra's instantiate, reporting a constructor's `RunError` as one line, and a bad value or missing package
+    (`ValueError`, Lightning's `MisconfigurationException`, `ImportError`) as a `ConfigValueError`."""
     try:
         return instantiate(node, **kwargs)
     except InstantiationException as error:
         cause = error.__cause__
-        if isinstance(cause, RunError | ValueError):
+        if isinstance(cause, RunError | ValueError | MisconfigurationException | ImportError):
             raise cause if isinstance(cause, RunError) else ConfigValueError(cause) from None
         raise
 
