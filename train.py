@@ -26,7 +26,7 @@ register_schemas()
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     # Bad values, checkpoints and data, NaN losses and preemption end the run with one line and an exit code.
-    with exit_on_run_error():
+    with exit_on_run_error(sweep_job=True):  # in a sweep: this job fails, the others run
         check_value_ranges(cfg)
         resuming = bool(cfg.get("resume")) or cfg.get("ckpt_path") == "last"
         if cfg.get("ckpt_path") is not None and not resuming:
