@@ -343,6 +343,7 @@ def test_second_run_in_an_existing_folder_stops_with_one_line(tmp_path):
     assert first.returncode == 0, first.stderr[-3000:]
     config = (tmp_path / "config.yaml").read_bytes()
     metrics = (tmp_path / "csv" / "metrics.csv").read_bytes()
+    records = {p.name: p.read_bytes() for p in (tmp_path / ".hydra").iterdir()}  # Hydra's: overrides.yaml, ...
     second = run(
         [
             sys.executable,
@@ -352,6 +353,7 @@ def test_second_run_in_an_existing_folder_stops_with_one_line(tmp_path):
             "trainer=cpu",
             "logger=csv",
             *TINY,
+            "optimizer.lr=0.5",
             f"hydra.run.dir={tmp_path}",
         ],
         ROOT,
@@ -365,6 +367,22 @@ def test_second_run_in_an_existing_folder_stops_with_one_line(tmp_path):
     # nothing of the first run was touched
     assert (tmp_path / "config.yaml").read_bytes() == config
     assert (tmp_path / "csv" / "metrics.csv").read_bytes() == metrics
+    assert {p.name: p.read_bytes() for p in (tmp_path / ".hydra").iterdir()} == records
+
+
+@pytest.mark.slow
+def test_sweep_again_into_a_sweep_folder_that_holds_runs_stops_before_hydra_writes(tmp_path):
+    sweep = [sys.executable, str(ROOT / "train.py"), "-m", "trainer=cpu", "logger=csv", *TINY]
+    first = run([*sweep, "optimizer.lr=0.001", f"hydra.sweep.dir={tmp_path}"], ROOT)
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    second = run([*sweep, "optimizer.lr=0.5", f"hydra.sweep.dir={tmp_path}"], ROOT)
+    assert second.returncode == 1
+    assert second.stderr.strip().splitlines() == [
+        f"Error: {tmp_path / '0'} already holds a run (config.yaml, checkpoints): pass resume=true to continue it, "
+        "or choose another folder (hydra.sweep.dir=...)"
+    ]
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before  # multirun.yaml, 0/.hydra/
 
 
 @pytest.mark.slow

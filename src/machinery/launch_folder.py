@@ -8,6 +8,7 @@ import re
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from contextlib import suppress
 from pathlib import Path
 
@@ -148,7 +149,7 @@ def rank_from_env(env: dict[str, str] | None = None) -> int:
     return 0
 
 
-def check_new_run_folder(output_dir: str | Path, resume: bool) -> None:
+def check_new_run_folder(output_dir: str | Path, resume: bool, option: str = "hydra.run.dir") -> None:
     """Stop a new run (no `resume=true`) in a folder another run already wrote: two runs' checkpoints, metrics and
     W&B history never mix. Rank 0 alone checks (the other ranks may start after it wrote); its exit ends them."""
     if resume or rank_from_env() != 0:
@@ -158,5 +159,18 @@ def check_new_run_folder(output_dir: str | Path, resume: bool) -> None:
     if found:
         raise RunFolderError(
             f"{folder} already holds a run ({', '.join(found)}): pass resume=true to continue it, "
-            "or choose another folder (hydra.run.dir=...)"
+            f"or choose another folder ({option}=...)"
         )
+
+
+def check_new_run_folder_argument(argv: Sequence[str]) -> None:
+    """`check_new_run_folder` for the folder named on the command line (hydra.run.dir; with -m, each job folder in
+    hydra.sweep.dir), before Hydra writes its records there (.hydra/, multirun.yaml) over the old run's."""
+    args = {key.lstrip("+~"): value.strip("'\"") for key, sep, value in (a.partition("=") for a in argv) if sep}
+    resume = args.get("resume", "").lower() == "true" or args.get("ckpt_path") == "last"
+    if "-m" in argv or "--multirun" in argv:
+        if sweep_dir := args.get("hydra.sweep.dir"):
+            for job in sorted(p for p in Path(sweep_dir).glob("*") if p.is_dir()):
+                check_new_run_folder(job, resume, "hydra.sweep.dir")
+    elif run_dir := args.get("hydra.run.dir"):
+        check_new_run_folder(run_dir, resume)
