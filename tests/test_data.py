@@ -13,7 +13,7 @@ from hydra.utils import instantiate
 from PIL import Image
 
 from src.data.digits import DigitsDataModule
-from src.data.imagefolder import ImageFolderDataModule
+from src.data.imagefolder import ImageFolderDataModule, load_image
 from src.data.synthetic import SyntheticDataModule
 from src.errors import DataError
 from src.machinery.augment import random_crop, random_flip
@@ -170,6 +170,16 @@ def test_imagefolder_names_a_class_count_mismatch(tmp_path):
     dm = ImageFolderDataModule(data_dir=str(tmp_path), num_classes=10, in_channels=1, image_size=8)
     with pytest.raises(DataError, match=r"has 2 class folders \['a', 'b'\], but data.num_classes=10"):
         dm.setup()
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_a_16_bit_grey_image_decodes_to_its_8_bit_levels_not_white(tmp_path, bits):
+    levels = np.arange(0, 256, 4, dtype=np.uint8).reshape(8, 8)  # a ramp of 64 grey levels
+    pixels = levels.astype(np.uint16) * 257 if bits == 16 else levels  # 16-bit: the same levels, 0..65535
+    Image.fromarray(pixels).save(tmp_path / "ramp.png")
+    assert Image.open(tmp_path / "ramp.png").mode == ("I;16" if bits == 16 else "L")
+    decoded = np.asarray(load_image(tmp_path / "ramp.png"))  # (8, 8, 3) uint8
+    assert (decoded == levels[..., None]).all()
 
 
 def test_imagefolder_without_train_folder_says_so(tmp_path):

@@ -6,6 +6,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Subset
@@ -191,7 +192,7 @@ def load_image(path: str | Path, header_only: bool = False) -> Image.Image | Non
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with open(path, "rb") as f, Image.open(f) as image:
-                return None if header_only else image.convert("RGB")
+                return None if header_only else _to_8_bit(image).convert("RGB")
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as error:
         raise DataError(
             f"{path} is too large to decode ({first_line(error)}); shrink or remove it, or if you trust it "
@@ -199,6 +200,13 @@ def load_image(path: str | Path, header_only: bool = False) -> Image.Image | Non
         ) from None
     except (OSError, SyntaxError, ValueError) as error:
         raise DataError(f"{path} is not a readable image: {first_line(error)}") from None
+
+
+def _to_8_bit(image: Image.Image) -> Image.Image:
+    """A 16-bit grey image (PNG, TIFF: mode I;16) as its top 8 bits; PIL's convert("RGB") would clip it to white."""
+    if image.mode.startswith("I;16"):
+        return Image.fromarray((np.asarray(image) >> 8).astype(np.uint8))
+    return image
 
 
 def _same_classes(train: ImageFolder, other: ImageFolder) -> ImageFolder:
