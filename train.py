@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 from src.errors import exit_on_run_error
 from src.machinery.checkpoint_path import check_checkpoint_path
 from src.machinery.config import check_value_ranges, load_machine_env, register_schemas
-from src.machinery.launch_folder import check_new_run_folder, check_new_run_folder_argument
+from src.machinery.launch_folder import check_new_run_folder, check_new_run_folder_argument, local_sweep_job
 from src.machinery.run_folder import check_run_folder_argument
 
 load_machine_env()
@@ -26,7 +26,7 @@ register_schemas()
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     # Bad values, checkpoints and data, NaN losses and preemption end the run with one line and an exit code.
-    with exit_on_run_error(sweep_job=True):  # in a sweep: this job fails, the others run
+    with exit_on_run_error(sweep_job=local_sweep_job()):  # in a sweep: this job fails, the others run
         check_value_ranges(cfg)
         resuming = bool(cfg.get("resume")) or cfg.get("ckpt_path") == "last"
         if cfg.get("ckpt_path") is not None and not resuming:

@@ -1,6 +1,5 @@
 """Errors a user can act on, and the exit codes they end a run with (no torch import: the CLI loads this first)."""
 
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -42,34 +41,19 @@ class Preempted(RunError):
 
 
 @contextmanager
-def exit_on_run_error(sweep_job: bool = False) -> Iterator[None]:
-    """Turn a `RunError` into one line on stderr and its exit code (Hydra would print a traceback and exit 1).
-
-    `sweep_job`: in a job of a multirun this process launches, an error (not a preemption) fails that job alone: the
-    sweeper runs the other jobs (Optuna: within `max_failure_rate`), then ends with one line and exit code 1."""
+def exit_on_run_error(sweep_job: str | None = None) -> Iterator[None]:
+    """Turn a `RunError` into one line on stderr and its exit code (Hydra would print a traceback and exit 1). In
+    `sweep_job`, the folder of a multirun job this process runs, an error (not a preemption) fails that job alone:
+    the sweeper runs the others (Optuna: within `max_failure_rate`), then ends with one line and exit code 1."""
     try:
         yield
     except RunError as error:
         print(f"Error: {one_line(error)}", file=sys.stderr, flush=True)
-        if sweep_job and error.exit_code == 1 and (job_folder := _local_sweep_job()):
+        if sweep_job and error.exit_code == 1:
             from hydra.errors import CompactHydraException  # Hydra prints its message alone
 
-            raise CompactHydraException(f"Error: sweep job {job_folder} failed: {one_line(error)}") from None
+            raise CompactHydraException(f"Error: sweep job {sweep_job} failed: {one_line(error)}") from None
         sys.exit(error.exit_code)
-
-
-def _local_sweep_job() -> str | None:
-    """This multirun job's folder, unless torchrun or SLURM started its ranks (they all leave together)."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    from src.machinery.launch_folder import slurm_id
-
-    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
-        return None
-    if "TORCHELASTIC_RUN_ID" in os.environ or slurm_id(dict(os.environ)) is not None:
-        return None
-    return HydraConfig.get().runtime.output_dir
 
 
 def one_line(error: RunError) -> str:

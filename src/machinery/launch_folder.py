@@ -12,9 +12,12 @@ from collections.abc import Sequence
 from contextlib import suppress
 from pathlib import Path
 
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import OmegaConf
 
 from src.errors import RunFolderError
+from src.machinery.run_folder import command_line_value
 
 STAMP_FORMAT = "%Y-%m-%d_%H-%M-%S"
 _STAMP = re.compile(r"\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}")
@@ -166,11 +169,23 @@ def check_new_run_folder(output_dir: str | Path, resume: bool, option: str = "hy
 def check_new_run_folder_argument(argv: Sequence[str]) -> None:
     """`check_new_run_folder` for the folder named on the command line (hydra.run.dir; with -m, each job folder in
     hydra.sweep.dir), before Hydra writes its records there (.hydra/, multirun.yaml) over the old run's."""
-    args = {key.lstrip("+~"): value.strip("'\"") for key, sep, value in (a.partition("=") for a in argv) if sep}
-    resume = args.get("resume", "").lower() == "true" or args.get("ckpt_path") == "last"
+    resume = command_line_value(argv, "resume").lower() == "true" or command_line_value(argv, "ckpt_path") == "last"
     if "-m" in argv or "--multirun" in argv:
-        if sweep_dir := args.get("hydra.sweep.dir"):
+        if sweep_dir := command_line_value(argv, "hydra.sweep.dir"):
             for job in sorted(p for p in Path(sweep_dir).glob("*") if p.is_dir()):
                 check_new_run_folder(job, resume, "hydra.sweep.dir")
-    elif run_dir := args.get("hydra.run.dir"):
+    elif run_dir := command_line_value(argv, "hydra.run.dir"):
         check_new_run_folder(run_dir, resume)
+
+
+def external_ranks() -> bool:
+    """True when torchrun or srun started this process's ranks: they run every job of a sweep together."""
+    return "TORCHELASTIC_RUN_ID" in os.environ or slurm_id(dict(os.environ)) is not None
+
+
+def local_sweep_job() -> str | None:
+    """This multirun job's folder when this process runs the sweep's jobs itself (a job's error then fails it alone),
+    else None: a single run, or ranks started by torchrun or srun, which leave together."""
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN or external_ranks():
+        return None
+    return HydraConfig.get().runtime.output_dir

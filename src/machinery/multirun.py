@@ -10,7 +10,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import read_write
 
-from src.machinery.launch_folder import slurm_id
+from src.machinery.launch_folder import external_ranks
 
 # What Lightning's launcher leaves in os.environ after starting a job's ranks.
 _LAUNCH_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
@@ -26,7 +26,7 @@ def isolated_job() -> Iterator[None]:
     hydra_cfg = HydraConfig.get()
     # Ranks started by torchrun or srun run every job together: their process group serves the next job too
     # (re-creating it on torchrun's agent store hangs); ranks this job started leave with it.
-    external_ranks = "TORCHELASTIC_RUN_ID" in os.environ or slurm_id(dict(os.environ)) is not None
+    launched_outside = external_ranks()
     saved_argv, saved_run_dir = sys.argv, hydra_cfg.run.dir
     saved_env = {key: os.environ.get(key) for key in _LAUNCH_ENV}
     sys.argv = [sys.argv[0], *hydra_cfg.overrides.task]
@@ -35,7 +35,7 @@ def isolated_job() -> Iterator[None]:
     try:
         yield
     finally:
-        if not external_ranks and torch.distributed.is_available() and torch.distributed.is_initialized():
+        if not launched_outside and torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
         sys.argv = saved_argv
         with read_write(hydra_cfg):

@@ -43,19 +43,19 @@ def check_no_links(folder: str | Path) -> None:
         )
 
 
-def run_dir_argument(argv: Sequence[str]) -> Path | None:
-    """The folder given as `hydra.run.dir=...` on the command line, if any."""
+def command_line_value(argv: Sequence[str], key: str) -> str:
+    """The value given as `key=value` on the command line, unquoted; "" if it is not there."""
     for arg in argv:
-        key, sep, value = arg.partition("=")
-        if sep and key.lstrip("+~") == "hydra.run.dir" and value:
-            return Path(value.strip("'\""))
-    return None
+        name, sep, value = arg.partition("=")
+        if sep and name.lstrip("+~") == key:
+            return value.strip("'\"")
+    return ""
 
 
 def check_run_folder_argument(argv: Sequence[str]) -> None:
     """Before Hydra writes anything: an existing run folder named on the command line must hold no links."""
-    folder = run_dir_argument(argv)
-    if folder is not None and folder.is_dir():
+    folder = command_line_value(argv, "hydra.run.dir")
+    if folder and Path(folder).is_dir():
         check_no_links(folder)
 
 
