@@ -152,6 +152,7 @@ VALUE_RANGES: dict[str, Range] = {
     "trainer.gradient_clip_val": Range(0),
     "trainer.strategy.timeout_s": Range(0, low_open=True),
     "callbacks.last_checkpoint.every_n_train_steps": Range(1),
+    "batch_size": Range(1, optional=False, integer=True),  # predict.py's images per forward pass
 }
 
 
