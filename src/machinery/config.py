@@ -165,8 +165,9 @@ def check_value_ranges(cfg: DictConfig, ranges: dict[str, Range] = VALUE_RANGES)
         number = int if valid.integer else int | float
         if isinstance(value, bool) or not isinstance(value, number) or not valid.contains(value):
             raise ConfigValueError(f"{key}={value} is out of range: it must be {valid}")
-    if not isinstance(cfg.get("resume", False), bool):
-        raise ConfigValueError(f"resume={cfg.resume} is not valid: use resume=true or resume=false")
+    for switch in ("resume", "predict"):  # predict: eval.py's; a string such as "no" would read as true
+        if not isinstance(cfg.get(switch, False), bool):
+            raise ConfigValueError(f"{switch}={cfg[switch]} is not valid: use {switch}=true or {switch}=false")
     if cfg.get("resume") and cfg.get("ckpt_path") not in (None, "last"):
         raise ConfigValueError(
             f"resume=true and ckpt_path={cfg.ckpt_path} both given: resume=true continues this run folder's "
