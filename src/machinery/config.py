@@ -10,7 +10,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from src.errors import ConfigValueError
 from src.machinery.launch_folder import register_launch_id_resolver
@@ -168,6 +168,14 @@ def check_value_ranges(cfg: DictConfig, ranges: dict[str, Range] = VALUE_RANGES)
     for switch in ("resume", "predict"):  # predict: eval.py's; a string such as "no" would read as true
         if not isinstance(cfg.get(switch, False), bool):
             raise ConfigValueError(f"{switch}={cfg[switch]} is not valid: use {switch}=true or {switch}=false")
+    classes = OmegaConf.select(cfg, "data.classes")  # count_classes would fail on a number, the data set on a name
+    labels = list(classes) if isinstance(classes, ListConfig) else None
+    if classes is not None and (labels is None or not all(type(label) is int for label in labels)):
+        raise ConfigValueError(
+            f"data.classes={classes} is not valid: use null (every class) or a list of class labels, e.g. [0,1,2]"
+        )
+    if repeated := sorted({label for label in labels or [] if labels.count(label) > 1}):
+        raise ConfigValueError(f"data.classes={classes} names {repeated} more than once: list each class once")
     if cfg.get("resume") and cfg.get("ckpt_path") not in (None, "last"):
         raise ConfigValueError(
             f"resume=true and ckpt_path={cfg.ckpt_path} both given: resume=true continues this run folder's "
