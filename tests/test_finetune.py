@@ -74,6 +74,12 @@ def test_an_unknown_freeze_prefix_lists_the_valid_names(make_cfg):
         module(make_cfg, "model.freeze=[net.backbone]")
 
 
+def test_one_freeze_prefix_may_be_given_without_a_list(make_cfg):
+    frozen = module(make_cfg, "model.freeze=net.features")  # one prefix, not its letters
+    assert frozen.hparams.freeze == ["net.features"]
+    assert {name.split(".")[1] for name, p in frozen.named_parameters() if not p.requires_grad} == {"features"}
+
+
 def test_classes_keeps_those_labels_renumbered_and_num_classes_follows(make_cfg):
     images, labels = torch.arange(6).view(6, 1, 1, 1), torch.tensor([0, 7, 3, 7, 1, 3])
     kept_images, kept_labels = keep_classes(images, labels, [3, 7])
