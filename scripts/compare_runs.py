@@ -203,13 +203,21 @@ def table(runs: list[dict], keys: list[str], metrics: list[str], best_of: str) -
     return rows
 
 
-def config_key(runs: list[dict], key: str) -> str:
+def config_key(runs: list[dict], key: str, option: str = "--group-by") -> str:
     """`key` as the runs' config holds it (`model` is `choices.model`); one clear error when no run has it."""
     for candidate in (key, CHOICE + key):
         if any(candidate in run["config"] for run in runs):
             return candidate
     differ = ", ".join(map(column_name, differing_keys(runs))) or "none"
-    raise SystemExit(f"--group-by {printable(key)}: no run has this config key (keys that differ here: {differ})")
+    raise SystemExit(f"Error: {option} {printable(key)}: no run has this config key (keys that differ here: {differ})")
+
+
+def check_metric(runs: list[dict], metric: str, option: str) -> None:
+    """One clear error when no run logged `metric` (its column would be blank)."""
+    if not any(run["history"].get(metric) for run in runs):
+        logged = ", ".join(sorted({m for run in runs for m, values in run["history"].items() if values})) or "none"
+        raise SystemExit(f"Error: {option} {printable(metric)}: no run logged this metric (metrics logged here: "
+                         f"{printable(logged)})")  # fmt: skip
 
 
 def ranked_groups(runs: list[dict], keys: list[str], best_of: str) -> list[tuple[tuple[str, ...], list[dict]]]:
@@ -363,10 +371,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "(model.net.dropout choices.model): mean ± std over the runs sharing them")  # fmt: skip
     p.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read runs from the W&B API instead of folders")
     args = p.parse_args(argv)
+    args.asked = [("--metric", args.metric)] * bool(args.metric) + [("--metrics", m) for m in args.metrics or []]
     args.metric = args.metric or ("test/acc" if args.x else "val/acc")
     args.metrics = args.metrics or list(dict.fromkeys([*DEFAULT_METRICS, args.metric]))
     if args.x and not args.plot:
         args.plot = Path(f"{args.metric.replace('/', '_')}_vs_{args.x}.png")
+    if args.plot:
+        from matplotlib.backend_bases import FigureCanvasBase
+
+        if (formats := FigureCanvasBase.get_supported_filetypes()).get(args.plot.suffix.lower()[1:]) is None:
+            raise SystemExit(f"Error: --plot {printable(str(args.plot))}: not a chart format; end it in one of "
+                             f"{', '.join('.' + suffix for suffix in sorted(formats))}")  # fmt: skip
     return args
 
 
@@ -390,7 +405,10 @@ def label(run: dict, keys: list[str], width: int | None = 60) -> str:
 def main(argv: list[str] | None = None) -> list[list[str]]:
     args = parse_args(argv)
     runs = load_runs(args)
-    keys = args.keys or differing_keys(runs)
+    for option, metric in args.asked:
+        check_metric(runs, metric, option)
+    args.x = args.x and config_key(runs, args.x, "--x")
+    keys = [config_key(runs, key, "--keys") for key in args.keys] if args.keys else differing_keys(runs)
     if args.x:
         runs.sort(key=lambda r: (r["config"].get(args.x) is None, r["config"].get(args.x) or 0))
     else:
@@ -409,6 +427,9 @@ def main(argv: list[str] | None = None) -> list[list[str]]:
     else:
         rows = table(runs, keys, args.metrics, args.metric)
         print_table(rows)
+    for path in (args.csv, args.plot):  # written into new folders too
+        if path:
+            path.parent.mkdir(parents=True, exist_ok=True)
     if args.csv:
         with open(args.csv, "w", newline="") as f:
             csv.writer(f).writerows([[csv_cell(printable(cell)) for cell in row] for row in rows])

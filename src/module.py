@@ -40,11 +40,11 @@ class ClassificationModule(pl.LightningModule):
         compile: bool = False,
         channels_last: bool = False,
         flip_tta: bool = False,
-        freeze: Sequence[str] = (),
+        freeze: Sequence[str] | str = (),
     ) -> None:
         super().__init__()
         # Only plain values go into hparams (freeze: strings, not a ListConfig) so checkpoints load weights_only.
-        freeze = [str(prefix) for prefix in freeze]
+        freeze = [str(prefix) for prefix in ([freeze] if isinstance(freeze, str) else freeze)]  # one prefix: a str
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
         self.net = net
         self.optimizer_factory = optimizer

@@ -1,6 +1,7 @@
 """scripts/compare_runs.py reads real run folders (or the W&B API) and shows what differed and what each reached."""
 
 import csv
+import re
 import sys
 from types import SimpleNamespace
 
@@ -9,6 +10,7 @@ import yaml
 
 from src.train import train
 from tests.conftest import FAST, ROOT, compose_config, run_script
+from tests.test_hostile_folders import run_folder
 from tests.test_train import wandb_run_record, wandb_summary
 
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -125,3 +127,45 @@ def test_wandb_runs_are_read_filtered_and_compared_like_folders(monkeypatch):
     assert header[3] == "optimizer.lr" and [row[3] for row in body] == ["0.01", "0.001"]  # best val/acc first
     assert [row[header.index("test/acc")] for row in body] == ["0.9500", "0.9000"]
     assert [row[header.index("best val/acc")] for row in body] == ["0.9500", "0.9000"]
+
+
+def two_runs(root):
+    """Two finished runs (optimizer.lr 0.1 and 0.01) with a val/acc curve and a test/acc."""
+    for lr in (0.1, 0.01):
+        run_folder(root, f"lr{lr}", {"optimizer": {"lr": lr}}, f"epoch,step,val/acc,test/acc\n0,9,{lr},\n0,9,,{lr}\n")
+    return root
+
+
+@pytest.mark.parametrize(
+    "option,message",
+    [
+        (
+            ["--metric", "val/accc"],
+            "--metric val/accc: no run logged this metric (metrics logged here: test/acc, val/acc)",
+        ),
+        (
+            ["--metrics", "nonexist"],
+            "--metrics nonexist: no run logged this metric (metrics logged here: test/acc, val/",
+        ),
+        (["--x", "nonexist.key"], "--x nonexist.key: no run has this config key (keys that differ here: optimizer.lr)"),
+        (["--keys", "optimizer.lrr"], "--keys optimizer.lrr: no run has this config key (keys that differ here: optim"),
+    ],
+)
+def test_a_metric_or_key_no_run_has_is_one_line_naming_those_they_have(tmp_path, option, message):
+    with pytest.raises(SystemExit) as exited:
+        compare_runs.main([str(two_runs(tmp_path / "runs")), *option, "--plot", str(tmp_path / "p.png")])
+    assert str(exited.value.code).startswith(f"Error: {message}")
+    assert not (tmp_path / "p.png").exists()
+
+
+def test_plot_and_csv_files_go_into_new_folders_and_an_unknown_chart_format_is_one_line(tmp_path):
+    runs = str(two_runs(tmp_path / "runs"))
+    compare_runs.main([runs, "--plot", str(tmp_path / "new" / "p.png"), "--csv", str(tmp_path / "other" / "r.csv")])
+    assert (tmp_path / "new" / "p.png").read_bytes().startswith(PNG)
+    assert (tmp_path / "other" / "r.csv").read_text().startswith("run,group,commit,optimizer.lr")
+    for name in ("p.txt", "p"):
+        with pytest.raises(SystemExit) as exited:
+            compare_runs.main([runs, "--plot", str(tmp_path / name)])
+        assert re.fullmatch(
+            rf"Error: --plot {tmp_path / name}: not a chart format; end it in one of \..*png.*", exited.value.code
+        )

@@ -66,6 +66,19 @@ def test_a_fold_outside_the_folds_is_one_clear_error(num_folds, fold, valid):
         DigitsDataModule(num_folds=num_folds, fold=fold, **DIGITS)
 
 
+def test_folds_too_small_to_hold_each_class_once_are_one_clear_error():
+    too_many = DigitsDataModule(num_folds=144, fold=0, **DIGITS)
+    with pytest.raises(
+        ConfigValueError,
+        match=r"^data.num_folds=144 leaves a fold fewer images than the 10 classes: train \+ val hold 1437 images, "
+        r"so data.num_folds must be at most 143$",
+    ):
+        too_many.setup()
+    most = DigitsDataModule(num_folds=143, fold=142, **DIGITS)  # 1437 // 143 = 10 images a fold
+    most.setup()
+    assert len(most.splits["val"][1]) >= 10
+
+
 def test_folds_are_set_from_the_command_line(make_cfg):
     dm = instantiate(make_cfg("data.num_folds=5", "data.fold=3").data)
     assert (dm.num_folds, dm.fold) == (5, 3)

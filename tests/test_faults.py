@@ -80,6 +80,9 @@ def test_bad_config_value_fails_within_a_second_before_torch_is_imported(tmp_pat
             "input=x.png trainer.limit_predict_batches=-1",
             "trainer.limit_predict_batches=-1 is out of range",
         ),
+        ("predict.py", "input=x.png batch_size=0", "batch_size=0 is out of range: it must be a whole number in [1,"),
+        ("predict.py", "input=x.png batch_size=-3", "batch_size=-3 is out of range"),
+        ("eval.py", "predict=no", "predict=no is not valid: use predict=true or predict=false"),
     ],
 )
 def test_eval_and_predict_check_value_ranges_too(tmp_path, script, override, message):

@@ -12,6 +12,7 @@ from hydra.utils import instantiate
 from src.data.splits import keep_classes
 from src.errors import CheckpointError, ConfigValueError, DataError
 from src.machinery.checkpoint_files import init_weights
+from src.machinery.config import check_value_ranges
 from src.machinery.instantiate import instantiate_node
 from src.models.resnet import ResNet
 from src.models.rnn import RowRNN
@@ -73,6 +74,12 @@ def test_an_unknown_freeze_prefix_lists_the_valid_names(make_cfg):
         module(make_cfg, "model.freeze=[net.backbone]")
 
 
+def test_one_freeze_prefix_may_be_given_without_a_list(make_cfg):
+    frozen = module(make_cfg, "model.freeze=net.features")  # one prefix, not its letters
+    assert frozen.hparams.freeze == ["net.features"]
+    assert {name.split(".")[1] for name, p in frozen.named_parameters() if not p.requires_grad} == {"features"}
+
+
 def test_classes_keeps_those_labels_renumbered_and_num_classes_follows(make_cfg):
     images, labels = torch.arange(6).view(6, 1, 1, 1), torch.tensor([0, 7, 3, 7, 1, 3])
     kept_images, kept_labels = keep_classes(images, labels, [3, 7])
@@ -86,6 +93,19 @@ def test_classes_keeps_those_labels_renumbered_and_num_classes_follows(make_cfg)
     for images, labels in data.splits.values():
         assert sorted(set(labels.tolist())) == [0, 1, 2, 3, 4] and len(images) == len(labels)
     assert make_cfg().data.num_classes == 10
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("data.classes=[0,0,1]", r"^data.classes=\[0, 0, 1\] names \[0\] more than once: list each class once$"),
+        ("data.classes=3", r"^data.classes=3 is not valid: use null \(every class\) or a list of class labels, e"),
+        ("data.classes=[a,b]", r"^data.classes=\['a', 'b'\] is not valid: use null \(every class\) or a list of"),
+    ],
+)
+def test_classes_that_are_not_a_list_of_distinct_labels_are_one_line(make_cfg, override, message):
+    with pytest.raises(ConfigValueError, match=message):
+        check_value_ranges(make_cfg(override))
 
 
 def test_resnet_with_the_imagenet_stem_is_torchvisions_and_takes_its_weights(tmp_path):

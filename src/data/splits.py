@@ -37,6 +37,11 @@ def cross_validation(splits: dict[str, Split], num_folds: int, fold: int) -> dic
     """Fold `fold` of train + val (stratified, the same for every run) as val, the other folds as train."""
     images = torch.cat([splits["train"][0], splits["val"][0]])  # (N_train + N_val, C, H, W)
     labels = torch.cat([splits["train"][1], splits["val"][1]])
+    if num_folds > (most := len(labels) // (num_classes := len(labels.unique()))):  # the smallest fold: N // k images
+        raise ConfigValueError(
+            f"data.num_folds={num_folds} leaves a fold fewer images than the {num_classes} classes: train + val hold "
+            f"{len(labels)} images, so data.num_folds must be at most {most}"
+        )
     val = stratified_folds(labels, num_folds) == fold  # (N_train + N_val,) bool
     return {**splits, "train": (images[~val], labels[~val]), "val": (images[val], labels[val])}
 

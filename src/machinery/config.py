@@ -10,7 +10,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from src.errors import ConfigValueError
 from src.machinery.launch_folder import register_launch_id_resolver
@@ -152,6 +152,7 @@ VALUE_RANGES: dict[str, Range] = {
     "trainer.gradient_clip_val": Range(0),
     "trainer.strategy.timeout_s": Range(0, low_open=True),
     "callbacks.last_checkpoint.every_n_train_steps": Range(1),
+    "batch_size": Range(1, optional=False, integer=True),  # predict.py's images per forward pass
 }
 
 
@@ -170,8 +171,17 @@ def check_value_ranges(cfg: DictConfig, ranges: dict[str, Range] = VALUE_RANGES)
             "trainer.max_epochs=-1 (no limit) leaves the learning-rate schedule no number of steps: "
             "set trainer.max_steps=<steps> or scheduler=none"
         )
-    if not isinstance(cfg.get("resume", False), bool):
-        raise ConfigValueError(f"resume={cfg.resume} is not valid: use resume=true or resume=false")
+    for switch in ("resume", "predict"):  # predict: eval.py's; a string such as "no" would read as true
+        if not isinstance(cfg.get(switch, False), bool):
+            raise ConfigValueError(f"{switch}={cfg[switch]} is not valid: use {switch}=true or {switch}=false")
+    classes = OmegaConf.select(cfg, "data.classes")  # count_classes would fail on a number, the data set on a name
+    labels = list(classes) if isinstance(classes, ListConfig) else None
+    if classes is not None and (labels is None or not all(type(label) is int for label in labels)):
+        raise ConfigValueError(
+            f"data.classes={classes} is not valid: use null (every class) or a list of class labels, e.g. [0,1,2]"
+        )
+    if repeated := sorted({label for label in labels or [] if labels.count(label) > 1}):
+        raise ConfigValueError(f"data.classes={classes} names {repeated} more than once: list each class once")
     if cfg.get("resume") and cfg.get("ckpt_path") not in (None, "last"):
         raise ConfigValueError(
             f"resume=true and ckpt_path={cfg.ckpt_path} both given: resume=true continues this run folder's "
