@@ -1,5 +1,6 @@
 """Progress output picks its form from the terminal; throughput is timed after the warm-up; test pictures."""
 
+import csv
 import io
 from types import SimpleNamespace
 
@@ -25,6 +26,23 @@ def test_rich_bar_in_a_terminal_plain_lines_elsewhere(monkeypatch):
     assert isinstance(auto_progress_bar(), RichProgressBar)
     monkeypatch.setattr("sys.stdout", io.StringIO())
     assert isinstance(auto_progress_bar(every_n_seconds=5), LineProgress)
+
+
+@pytest.mark.slow
+def test_each_epoch_line_shows_that_epochs_metrics(make_cfg, tmp_path, capsys):
+    train(make_cfg(*FAST))  # stdout is not a terminal here: LineProgress
+    lines = [line for line in capsys.readouterr().out.splitlines() if "] epoch " in line and " step " in line]
+    rows = csv.DictReader((tmp_path / "csv" / "metrics.csv").read_text().splitlines())
+    logged = [row for row in rows if row["train/acc"]]
+    assert len(lines) == len(logged) == 3
+    for line, row in zip(lines, logged, strict=True):
+        assert f"train/acc {float(row['train/acc']):.4f}" in line, (line, row)
+
+
+def test_line_progress_counts_from_its_own_start_outside_training(capsys):
+    LineProgress().on_test_end(SimpleNamespace(callback_metrics={"test/acc": 0.5}), None)
+    out = capsys.readouterr().out  # e.g. "[    0.0s] test  test/acc 0.5000"
+    assert float(out.split("s]")[0].strip("[ ")) < 60 and "test/acc 0.5000" in out
 
 
 @pytest.mark.slow

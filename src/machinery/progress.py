@@ -27,7 +27,8 @@ class LineProgress(ProgressBar):
         super().__init__()
         self.every_n_seconds = every_n_seconds
         self._enabled = True
-        self._start = self._last_line = 0.0
+        self._start = self._last_line = time.monotonic()  # eval.py tests without a training start
+        self._finished_epoch = ""
 
     def disable(self) -> None:
         self._enabled = False
@@ -54,9 +55,16 @@ class LineProgress(ProgressBar):
             self._line(f"epoch {trainer.current_epoch} batch {batch_idx + 1}/{total}  {metrics}")
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Called before the module's own hook logs the epoch's train/ metrics: the line waits for them.
         epochs = f"{trainer.current_epoch + 1}/{trainer.max_epochs}" if trainer.max_epochs else trainer.current_epoch
-        metrics = _format(trainer.callback_metrics, ("train/", "val/"))
-        self._line(f"epoch {epochs}  step {trainer.global_step}  {metrics}")
+        self._finished_epoch = f"epoch {epochs}  step {trainer.global_step}"
+
+    def _print_finished_epoch(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._finished_epoch:
+            self._line(f"{self._finished_epoch}  {_format(trainer.callback_metrics, ('train/', 'val/'))}")
+            self._finished_epoch = ""
+
+    on_train_epoch_start = on_train_end = _print_finished_epoch
 
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._line(f"test  {_format(trainer.callback_metrics, ('test/',))}")
