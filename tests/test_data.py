@@ -186,6 +186,31 @@ def test_imagefolder_without_train_folder_says_so(tmp_path):
     dm = ImageFolderDataModule(data_dir=str(tmp_path), num_classes=2, in_channels=1, image_size=8)
     with pytest.raises(DataError, match="has no train/ folder"):
         dm.setup()
+    (tmp_path / "file").touch()
+    dm = ImageFolderDataModule(data_dir=str(tmp_path / "file"), num_classes=2, in_channels=1, image_size=8)
+    with pytest.raises(DataError, match=f"data.data_dir={tmp_path / 'file'} is not a folder"):
+        dm.setup()
+
+
+def test_imagefolder_skips_hidden_folders_and_files(tmp_path):
+    """What notebooks, macOS and Finder leave in a folder: .ipynb_checkpoints/, ._<name> copies, .DS_Store."""
+    write_image_tree(tmp_path / "train", ["cat", "dog"], per_class=5)
+    (tmp_path / "train" / ".ipynb_checkpoints").mkdir()
+    (tmp_path / "train" / "cat" / "._0.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble, not a PNG")
+    (tmp_path / "train" / "dog" / ".DS_Store").write_bytes(b"Bud1")
+    (tmp_path / "train" / "dog" / ".thumbs").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "train" / "dog" / ".thumbs" / "0.png")
+    dm = ImageFolderDataModule(data_dir=str(tmp_path), num_classes=2, in_channels=1, image_size=8, val_fraction=0.2)
+    dm.setup()
+    assert dm.class_names == ["cat", "dog"] and len(dm.datasets["train"]) + len(dm.datasets["val"]) == 10
+
+
+def test_a_class_missing_from_test_is_named_as_folders_that_differ(tmp_path):
+    write_image_tree(tmp_path / "train", ["cat", "dog", "emu"], per_class=2)
+    write_image_tree(tmp_path / "test", ["cat", "dog"], per_class=2)
+    dm = ImageFolderDataModule(data_dir=str(tmp_path), num_classes=3, in_channels=1, image_size=8)
+    with pytest.raises(DataError, match=r"class folders differ between splits: .*test has \['cat', 'dog'\]$"):
+        dm.setup()
 
 
 @pytest.mark.parametrize(("data", "name"), [("mnist", "MNIST"), ("cifar10", "CIFAR10")])

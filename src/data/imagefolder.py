@@ -66,7 +66,7 @@ class ImageFolderDataModule(TensorDataModule):
             raise DataError(f"{self.data_dir / split}: {error}") from None
         for path, _ in folder.samples:  # fail before training, not in the middle of an epoch
             load_image(path, header_only=True)
-        if len(folder.classes) != self.num_classes:
+        if split == "train" and len(folder.classes) != self.num_classes:  # val/, test/: `_same_classes`
             raise DataError(
                 f"{self.data_dir / split} has {len(folder.classes)} class folders {folder.classes}, "
                 f"but data.num_classes={self.num_classes}"
@@ -76,7 +76,8 @@ class ImageFolderDataModule(TensorDataModule):
     def _file_datasets(self) -> dict[str, Dataset]:
         """The train/val/test splits as datasets of files."""
         if not (self.data_dir / "train").is_dir():
-            raise DataError(f"data.data_dir={self.data_dir} has no train/ folder of class folders")
+            found = "has no train/ folder of class folders" if self.data_dir.is_dir() else "is not a folder"
+            raise DataError(f"data.data_dir={self.data_dir} {found}")
         train = self._folder("train")
         self._class_names = train.classes  # every split has train/'s (`_same_classes`)
         if (self.data_dir / "val").is_dir():
@@ -128,7 +129,11 @@ class ContainedImageFolder(ImageFolder):
         super().__init__(root, loader=load_image, **kwargs)
 
     def find_classes(self, directory: str | Path) -> tuple[list[str], dict[str, int]]:
-        classes, class_to_idx = super().find_classes(directory)
+        classes, _ = super().find_classes(directory)
+        classes = [name for name in classes if not name.startswith(".")]  # .ipynb_checkpoints, __MACOSX's ._*
+        if not classes:
+            raise FileNotFoundError(f"Couldn't find any class folder in {directory}.")  # as torchvision says
+        class_to_idx = {name: index for index, name in enumerate(classes)}
         split = Path(os.path.realpath(directory))
         for name in classes:
             target = _check_inside(Path(directory) / name, self.boundary)
@@ -147,7 +152,8 @@ class ContainedImageFolder(ImageFolder):
         samples, seen = [], set()
         for name, index in sorted(class_to_idx.items()):
             for parent, dirs, files in os.walk(Path(directory) / name, followlinks=False):
-                dirs.sort()
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))  # hidden: a tool's, not images
+                files = [f for f in files if not f.startswith(".")]  # .DS_Store, macOS's ._<name> copies
                 for entry in [*dirs, *files]:
                     if (Path(parent) / entry).is_symlink():
                         _check_inside(Path(parent) / entry, self.boundary)  # a link inside: files read, dirs not
@@ -158,7 +164,10 @@ class ContainedImageFolder(ImageFolder):
                         samples.append((path, index))
                         seen.add(name)
         if not allow_empty and (empty := sorted(set(class_to_idx) - seen)):
-            raise FileNotFoundError(f"Found no valid file for the classes {', '.join(empty)}")
+            raise FileNotFoundError(
+                f"no image file ({', '.join(extensions or ())}) in the class folders {', '.join(empty)}: "
+                "add images or remove the folders"
+            )
         return samples
 
 
