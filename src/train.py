@@ -61,7 +61,9 @@ def build(cfg: DictConfig, ckpt_path: str | None = None, **trainer_overrides: An
     if cfg.get("init_from") is not None:  # weights only: the optimizer and step count start fresh
         init_weights(module, cfg.init_from, strict=cfg.get("init_strict", True))
     if ckpt_path is not None:  # before the record is written: a failed resume leaves the run folder's config as it was
-        check_state_dict_fits(module.state_dict(), read_checkpoint(ckpt_path)["state_dict"], source=ckpt_path)
+        # mmap: only the tensors' shapes are read here; fit loads the checkpoint itself
+        stored = read_checkpoint(ckpt_path, mmap=True)["state_dict"]
+        check_state_dict_fits(module.state_dict(), stored, source=ckpt_path)
     loggers = instantiate_loggers(cfg.get("logger"))
     callbacks = instantiate_callbacks(cfg.get("callbacks"), has_logger=bool(loggers))
     for callback in callbacks:

@@ -163,16 +163,19 @@ def _refused_content(error: Exception) -> str | None:
     return found.group(0) if found else "a pickled Python object"
 
 
-def read_checkpoint(path: str | Path, map_location: Any = "cpu", lightning: bool = True) -> dict[str, Any]:
+def read_checkpoint(
+    path: str | Path, map_location: Any = "cpu", lightning: bool = True, mmap: bool = False
+) -> dict[str, Any]:
     """Load with `weights_only=True` after `check_checkpoint_path`; a Lightning checkpoint (with a state_dict) unless
-    `lightning=False`. Raises `CheckpointError`, one line naming the file and what is wrong with it."""
+    `lightning=False`; `mmap`: tensors mapped, read only when touched. Raises `CheckpointError`, one line naming the
+    file and what is wrong with it."""
     path = Path(path)
     if path.parent.is_dir():  # a kill between naming and renaming strands the checkpoint's or its checksum's
         remove_stranded_temp_files(path)
         remove_stranded_temp_files(checksum_path(path))
     check_checkpoint_path(path)
     try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as error:
         refused = _refused_content(error)
         if refused is None:
