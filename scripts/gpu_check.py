@@ -15,8 +15,10 @@ telling first, each in its own process with a time limit:
      train.tar.gz + test.tar.gz archives of one, or torchvision's cifar-10-batches-py), with its test accuracy and
      the wall time from process start;
   4. with more than one GPU, DDP scaling on 1, 2, 4, ... GPUs.
-Every figure goes to gpu-check/results.csv and gpu-check/results.md (GPU_CHECK_OUT=dir: elsewhere) as soon as it
-is measured, so a run cut short keeps what it measured; the summary table is printed at the end. GPU_CHECK_BUDGET
+Each run writes into a new folder, gpu-check/<date>_<time>/ (GPU_CHECK_OUT=dir: under dir), and points the link
+gpu-check/latest at it, so a rerun (the one that counts after a fix) starts clean and the earlier figures stay. Every
+figure goes to results.csv and results.md there as soon as it is measured, so a run cut short keeps what it
+measured; the summary table is printed at the end. GPU_CHECK_BUDGET
 sets the seconds shared among the sections (default 480).
 """
 
@@ -76,6 +78,27 @@ class Results:
         lines = ["| section | item | value | note |", "|---|---|---|---|"]
         lines += [f"| {r.section} | {r.item} | {r.value} | {r.note} |" for r in self.rows]
         return "\n".join(lines)
+
+
+def new_run_folder(root: Path) -> Path:
+    """A new, empty folder for this run's figures under `root` (`<date>_<time>`, `_2`, ... when taken), with
+    `root/latest` pointing at it; the folders of earlier runs are left as they are."""
+    root.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
+    for n in range(1, 1000):
+        folder = root / (stamp if n == 1 else f"{stamp}_{n}")
+        try:
+            folder.mkdir()
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise SystemExit(f"GPU check: no free run folder name under {root} for {stamp}")
+    latest = root / "latest"
+    if latest.is_symlink() or not latest.exists():
+        latest.unlink(missing_ok=True)
+        latest.symlink_to(folder.name, target_is_directory=True)
+    return folder
 
 
 def install_wheels(folder: Path, site: Path) -> list[str]:
@@ -262,7 +285,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--wheels", type=Path, help="a folder of wheels for what is missing here (WHEELS=...)")
     p.add_argument("--cifar10", type=Path, help="CIFAR-10 (CIFAR10_DIR=...); without it, a dry run uses synthetic")
-    p.add_argument("--out", type=Path, default=Path(os.environ.get("GPU_CHECK_OUT", ROOT / "gpu-check")))
+    default_out = Path(os.environ.get("GPU_CHECK_OUT", ROOT / "gpu-check"))
+    p.add_argument("--out", type=Path, default=default_out, help="each run writes into a new folder under it")
     p.add_argument("--dry", action="store_true", default=os.environ.get("GPU_CHECK_DRY", "") not in ("", "0"))
     p.add_argument(
         "--budget", type=float, default=float(os.environ.get("GPU_CHECK_BUDGET", 8 * 60)),
@@ -273,6 +297,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    args.out = new_run_folder(args.out)
     results = Results(args.out)
     env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "1"}
     if args.dry:

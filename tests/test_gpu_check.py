@@ -29,17 +29,8 @@ sys.meta_path.insert(0, HideWandb())
 SECTIONS = ["1. gpu-marked tests", "2. benchmark", "3. cifar10_fast", "4. DDP scaling", "GPU check summary"]
 
 
-@pytest.mark.slow
-def test_dry_run_on_the_cpu_has_every_section_and_writes_every_figure(tmp_path):
-    (tmp_path / "site").mkdir()
-    (tmp_path / "site" / "sitecustomize.py").write_text(NO_WANDB)
-    out = tmp_path / "gpu-check"
-    env = {**os.environ, "GPU_CHECK_DRY": "1", "GPU_CHECK_OUT": str(out), "GPU_CHECK_BUDGET": "1800"}
-    env["PYTHONPATH"] = str(tmp_path / "site")
-    done = subprocess.run(
-        ["make", "gpu-check", f"GPU_PYTHON={sys.executable}"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800,
-    )  # fmt: skip
+def check_dry_run(done: subprocess.CompletedProcess, out: Path) -> None:
+    """One dry run passed with every section, in order, and wrote every figure into `out`."""
     print(done.stdout[-6000:])
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     positions = [done.stdout.find(section) for section in SECTIONS]
@@ -58,6 +49,36 @@ def test_dry_run_on_the_cpu_has_every_section_and_writes_every_figure(tmp_path):
     assert 0.0 <= float(accuracy["value"]) <= 1.0
     assert [re.search(r"(\d+) dev", r["item"])[1] for r in by_section["ddp"] if "samples/s" in r["value"]] == ["1", "2"]
     assert (out / "results.md").read_text().count("\n") == len(rows) + 2
+
+
+@pytest.mark.slow
+def test_dry_run_twice_in_one_checkout_passes_both_times_with_every_section(tmp_path):
+    # The rerun after a fix is the run that counts on a lent GPU: it must not trip over the first run's folders.
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(NO_WANDB)
+    root = tmp_path / "gpu-check"
+    env = {**os.environ, "GPU_CHECK_DRY": "1", "GPU_CHECK_OUT": str(root), "GPU_CHECK_BUDGET": "1800"}
+    env["PYTHONPATH"] = str(tmp_path / "site")
+    folders = []
+    for _ in range(2):
+        done = subprocess.run(
+            ["make", "gpu-check", f"GPU_PYTHON={sys.executable}"],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800,
+        )  # fmt: skip
+        latest = (root / "latest").resolve()
+        check_dry_run(done, latest)
+        folders.append(latest)
+    assert folders[0] != folders[1] and folders[0].parent == folders[1].parent == root.resolve()
+    assert (folders[0] / "results.csv").is_file()  # the first run's figures are kept
+
+
+def test_each_run_gets_a_new_folder_and_latest_points_at_it(tmp_path):
+    first = gpu_check.new_run_folder(tmp_path)
+    (first / "results.csv").write_text("kept")
+    second = gpu_check.new_run_folder(tmp_path)  # same second: a suffix
+    assert first != second and list(second.iterdir()) == []
+    assert (tmp_path / "latest").resolve() == second.resolve()
+    assert (first / "results.csv").read_text() == "kept"
 
 
 def write_wheel(folder: Path, name: str, version: str = "1.0") -> Path:

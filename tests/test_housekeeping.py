@@ -33,6 +33,17 @@ def test_make_clean_removes_outputs_and_caches_but_never_data(repo_copy):
     assert (repo_copy / "src/train.py").exists()
 
 
+def failure_report(output: str) -> str:
+    """Which hooks failed on the repository's own files, the files git would add beyond a clone's, and the output."""
+    failed = re.findall(r"^(.+?)\.{3,}Failed$", output, re.M)
+    extra = subprocess.run(["git", "ls-files", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True)
+    untracked = extra.stdout.split() or ["none"]
+    return (
+        f"a clean copy of the repository fails the hooks {failed}; files not tracked by git: {', '.join(untracked)}"
+        f" (generated ones belong in .gitignore)\n{output[-4000:]}"
+    )
+
+
 def test_pre_commit_hooks_catch_lint_format_and_hygiene_problems(repo_copy):
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
 
@@ -42,7 +53,8 @@ def test_pre_commit_hooks_catch_lint_format_and_hygiene_problems(repo_copy):
     run("git", "init", "-q")
     run("git", "add", "-A")
     hooks = [str(BIN / "pre-commit"), "run", "--all-files"]
-    assert run(*hooks).returncode == 0, "a clean copy of the repository passes every hook"
+    clean = run(*hooks)
+    assert clean.returncode == 0, failure_report(clean.stdout)
 
     (repo_copy / "src/bad.py").write_text("import os\nx = {'a':1}   \n")  # unused import, format, trailing space
     (repo_copy / "conf/bad.yaml").write_text("a: [1, 2\n")
