@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 from src.errors import exit_on_run_error
 from src.machinery.checkpoint_path import check_checkpoint_path
 from src.machinery.config import check_value_ranges, load_machine_env, register_schemas
-from src.machinery.run_folder import check_run_folder_argument
+from src.machinery.run_folder import check_run_folder_argument, check_unused_folder_argument
 
 load_machine_env()
 register_schemas()
@@ -32,4 +32,5 @@ def main(cfg: DictConfig) -> None:
 if __name__ == "__main__":
     with exit_on_run_error():  # before Hydra writes its records and opens the log in an existing run folder
         check_run_folder_argument(sys.argv[1:])
+        check_unused_folder_argument(sys.argv[1:])
     main()

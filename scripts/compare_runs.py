@@ -397,6 +397,31 @@ def load_runs(args: argparse.Namespace) -> list[dict]:
     return runs
 
 
+def check_output_file(path: Path, option: str, runs: list[dict]) -> None:
+    """`--csv`/`--plot` may replace an earlier table or chart (a regular file), never a run's own files, a link, a
+    folder or a pipe (which would hang the write)."""
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        kind = "a link" if path.is_symlink() else "a folder" if path.is_dir() else "not a regular file"
+        raise SystemExit(f"Error: {option} {printable(str(path))} is {kind}: name a new file or a regular one")
+    target = path.resolve()
+    for folder in (Path(run["name"]).resolve() for run in runs if Path(run["name"]).is_dir()):
+        if target.is_relative_to(folder):
+            raise SystemExit(
+                f"Error: {option} {printable(str(path))} is inside the run folder {printable(str(folder))}, whose "
+                "files are the run's own: write it outside the run folders"
+            )
+
+
+def write_table_csv(rows: list[list[str]], path: Path) -> None:
+    """The table as CSV, written whole to a temporary file and then renamed over `path` (a second run replaces the
+    first one's table; a failure halfway leaves the old one)."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    with open(temporary, "w", newline="") as f:
+        csv.writer(f).writerows([[csv_cell(printable(cell)) for cell in row] for row in rows])
+    temporary.replace(path)
+    print(f"Table written to {path}")
+
+
 def label(run: dict, keys: list[str], width: int | None = 60) -> str:
     """`key=value ...` for a legend, cut to `width` characters (the run's name when there are no keys)."""
     return printable(" ".join(f"{column_name(k)}={run['config'].get(k)}" for k in keys)[:width] or run["name"])
@@ -427,12 +452,12 @@ def main(argv: list[str] | None = None) -> list[list[str]]:
     else:
         rows = table(runs, keys, args.metrics, args.metric)
         print_table(rows)
-    for path in (args.csv, args.plot):  # written into new folders too
+    for option, path in (("--csv", args.csv), ("--plot", args.plot)):  # written into new folders too
         if path:
+            check_output_file(path, option, runs)
             path.parent.mkdir(parents=True, exist_ok=True)
     if args.csv:
-        with open(args.csv, "w", newline="") as f:
-            csv.writer(f).writerows([[csv_cell(printable(cell)) for cell in row] for row in rows])
+        write_table_csv(rows, args.csv)
     if args.plot:
         if args.x:
             plot_against(runs, args.x, args.metric, args.plot, groups)

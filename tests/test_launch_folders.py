@@ -383,6 +383,11 @@ def test_sweep_again_into_a_sweep_folder_that_holds_runs_stops_before_hydra_writ
         "or choose another folder (hydra.sweep.dir=...)"
     ]
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before  # multirun.yaml, 0/.hydra/
+    # what the line says works: the same sweep again with resume=true continues its (finished) job
+    third = run([*sweep, "optimizer.lr=0.001", f"hydra.sweep.dir={tmp_path}", "resume=true"], ROOT)
+    assert third.returncode == 0, third.stderr[-3000:]
+    last = tmp_path / "0" / "checkpoints" / "last.ckpt"
+    assert f"Resuming from {last}" in third.stdout + third.stderr and last.read_bytes() == before[last]
 
 
 @pytest.mark.slow

@@ -59,6 +59,22 @@ def check_run_folder_argument(argv: Sequence[str]) -> None:
         check_no_links(folder)
 
 
+# What eval.py and predict.py leave in their folder (and train.py in its own): a second run named into it would
+# overwrite or mix into them.
+OUTPUT_MARKERS = (".hydra", "config.yaml", "checkpoints", "csv", "predictions.csv", "unreadable.csv")
+
+
+def check_unused_folder_argument(argv: Sequence[str]) -> None:
+    """eval.py and predict.py: a folder named on the command line (hydra.run.dir) that holds an earlier run's outputs
+    is refused before Hydra writes its records over that run's; without hydra.run.dir every run gets a new folder."""
+    folder = command_line_value(argv, "hydra.run.dir")
+    if folder and (found := [name for name in OUTPUT_MARKERS if os.path.lexists(Path(folder) / name)]):
+        raise RunFolderError(
+            f"{folder} already holds a run's outputs ({', '.join(found)}): name a new folder (hydra.run.dir=...), "
+            "or leave hydra.run.dir out for a new dated one"
+        )
+
+
 def write_text(path: str | Path, text: str) -> None:
     """Write `text` to the regular file `path`, refusing (`RunFolderError`) to write through a link or into a pipe."""
     try:
