@@ -10,9 +10,9 @@ import hydra
 from omegaconf import DictConfig
 
 from src.errors import exit_on_run_error
-from src.machinery.checkpoint_path import check_checkpoint_path
-from src.machinery.config import check_value_ranges, load_machine_env, register_schemas
-from src.machinery.run_folder import check_run_folder_argument, check_unused_folder_argument
+from src.machinery.checkpoints.precheck import check_checkpoint_path
+from src.machinery.config.schemas import check_value_ranges, load_machine_env, register_schemas
+from src.machinery.runs.folder import check_run_folder_argument, check_unused_folder_argument
 
 load_machine_env()
 register_schemas()

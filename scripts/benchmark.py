@@ -40,8 +40,8 @@ from omegaconf import DictConfig  # noqa: E402
 from torchmetrics.classification import MulticlassAccuracy  # noqa: E402
 
 from src.callbacks.throughput import ThroughputMonitor  # noqa: E402
-from src.machinery.config import compose_config  # noqa: E402
-from src.machinery.device_batches import DeviceBatches  # noqa: E402
+from src.machinery.config.schemas import compose_config  # noqa: E402
+from src.machinery.serving.device_batches import DeviceBatches  # noqa: E402
 from src.train import build  # noqa: E402
 
 MODELS = {"cnn": ["model=cnn"], "rnn": ["model=rnn"], "resnet": ["model=resnet", "model.net.depth=18"]}

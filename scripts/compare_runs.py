@@ -36,8 +36,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from src.machinery.plain_yaml import PlainYamlError, read_plain_yaml  # noqa: E402
-from src.machinery.run_folder import csv_cell  # noqa: E402
+from src.machinery.config.plain_yaml import PlainYamlError, read_plain_yaml  # noqa: E402
+from src.machinery.runs.folder import csv_cell  # noqa: E402
 
 # Keys that differ between any two runs without saying anything about them.
 NOISE = (

@@ -20,7 +20,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from src.machinery.config import compose_config  # noqa: E402
+from src.machinery.config.schemas import compose_config  # noqa: E402
 
 
 def write_digits(folder: Path, split: str = "test") -> list[Path]:

@@ -8,13 +8,18 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from src.errors import CheckpointError, DataError, first_line
-from src.machinery.checkpoint_files import check_state_dict_fits, read_checkpoint
-from src.machinery.console import tidy_console
-from src.machinery.instantiate import instantiate_group, instantiate_loggers, instantiate_node, instantiate_trainer
-from src.machinery.run_folder import write_csv
-from src.machinery.secrets import redact_hydra_records, secret_values
-from src.machinery.stored_config import rebuild_run_config
-from src.machinery.tracking import finish_tracking
+from src.machinery.checkpoints.files import check_state_dict_fits, read_checkpoint
+from src.machinery.config.instantiate import (
+    instantiate_group,
+    instantiate_loggers,
+    instantiate_node,
+    instantiate_trainer,
+)
+from src.machinery.resume.stored_config import rebuild_run_config
+from src.machinery.runs.folder import write_csv
+from src.machinery.tracking.console import tidy_console
+from src.machinery.tracking.loggers import finish_tracking
+from src.machinery.tracking.secrets import redact_hydra_records, secret_values
 
 log = logging.getLogger(__name__)
 tidy_console()

@@ -11,10 +11,10 @@ from torch.utils.data import DataLoader, TensorDataset
 from src.data.imagefolder import image_to_tensor, load_image
 from src.errors import CheckpointError, ConfigValueError, DataError
 from src.eval import load_module
-from src.machinery.console import tidy_console
-from src.machinery.instantiate import instantiate_group, instantiate_node, instantiate_trainer
-from src.machinery.run_folder import write_csv
-from src.machinery.secrets import redact_hydra_records, secret_values
+from src.machinery.config.instantiate import instantiate_group, instantiate_node, instantiate_trainer
+from src.machinery.runs.folder import write_csv
+from src.machinery.tracking.console import tidy_console
+from src.machinery.tracking.secrets import redact_hydra_records, secret_values
 
 log = logging.getLogger(__name__)
 tidy_console()

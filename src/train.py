@@ -14,16 +14,27 @@ from omegaconf import DictConfig, OmegaConf
 
 from src.callbacks.energy import energy_summary
 from src.errors import CheckpointError, Preempted, RunError
-from src.machinery.checkpoint_files import check_state_dict_fits, init_weights, read_checkpoint
-from src.machinery.console import tidy_console
-from src.machinery.instantiate import instantiate_callbacks, instantiate_loggers, instantiate_node, instantiate_trainer
-from src.machinery.lightning_shims import kill_launched_ranks
-from src.machinery.multirun import isolated_job
-from src.machinery.run_config import RunConfigInCheckpoint
-from src.machinery.run_folder import check_no_links
-from src.machinery.run_record import describe_run, run_config, save_git_diff, save_run_config, set_default_group
-from src.machinery.secrets import redact_hydra_records, secret_values
-from src.machinery.tracking import finish_tracking, track_run
+from src.machinery.checkpoints.files import check_state_dict_fits, init_weights, read_checkpoint
+from src.machinery.config.instantiate import (
+    instantiate_callbacks,
+    instantiate_loggers,
+    instantiate_node,
+    instantiate_trainer,
+)
+from src.machinery.launching.multirun import isolated_job
+from src.machinery.resume.run_config import RunConfigInCheckpoint
+from src.machinery.runs.folder import check_no_links
+from src.machinery.shims.lightning import kill_launched_ranks
+from src.machinery.tracking.console import tidy_console
+from src.machinery.tracking.loggers import finish_tracking, track_run
+from src.machinery.tracking.run_record import (
+    describe_run,
+    run_config,
+    save_git_diff,
+    save_run_config,
+    set_default_group,
+)
+from src.machinery.tracking.secrets import redact_hydra_records, secret_values
 
 log = logging.getLogger(__name__)
 tidy_console()

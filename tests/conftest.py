@@ -10,7 +10,7 @@ import pytest
 import torch
 from omegaconf import DictConfig
 
-from src.machinery.config import ROOT, compose_config
+from src.machinery.config.schemas import ROOT, compose_config
 
 CONF = ROOT / "conf"
 SHARED_DATA = ROOT.parent / "shared" / "data"

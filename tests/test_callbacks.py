@@ -10,7 +10,7 @@ from lightning.pytorch.callbacks import RichProgressBar
 
 from src.callbacks.test_figures import TestFigures
 from src.callbacks.throughput import ThroughputMonitor
-from src.machinery.progress import LineProgress, auto_progress_bar
+from src.machinery.tracking.progress import LineProgress, auto_progress_bar
 from src.train import build, train
 from tests.conftest import FAST
 from tests.test_train import wandb_summary

@@ -13,8 +13,8 @@ import torch
 
 from src.errors import CheckpointError
 from src.eval import evaluate
-from src.machinery.checkpoint_files import AtomicCheckpointIO, checksum_path, read_checkpoint, temp_files, temp_name
-from src.machinery.config import ROOT
+from src.machinery.checkpoints.files import AtomicCheckpointIO, checksum_path, read_checkpoint, temp_files, temp_name
+from src.machinery.config.schemas import ROOT
 from src.train import train
 from tests.conftest import FAST, compose_config, run_script
 

@@ -17,7 +17,10 @@ LOADERS = {
 }  # fmt: skip
 
 COMPOSED = "Hydra's composition of conf/ and the command line (train.py, eval.py, or compose_config in scripts)"
-REBUILT = "src.machinery.stored_config.rebuild_run_config: conf/ with the checkpoint's checked choices and plain values"
+REBUILT = (
+    "src.machinery.resume.stored_config.rebuild_run_config: "
+    "conf/ with the checkpoint's checked choices and plain values"
+)
 # (file, enclosing function, called name, first argument) -> where that config comes from
 CALL_SITES = {
     ("src/train.py", "build", "instantiate_node", "cfg.data"): COMPOSED,
@@ -34,16 +37,21 @@ CALL_SITES = {
     ("src/eval.py", "evaluate", "instantiate_group", 'cfg.get("callbacks")'): COMPOSED,
     ("src/eval.py", "evaluate", "instantiate_trainer", "cfg.trainer"): COMPOSED,
     (
-        "src/machinery/instantiate.py",
+        "src/machinery/config/instantiate.py",
         "instantiate_group",
         "instantiate_node",
         "node",
     ): "a node of the group its caller passes",
-    ("src/machinery/instantiate.py", "instantiate_node", "instantiate", "node"): "the node its caller passes",
-    ("src/machinery/instantiate.py", "instantiate_loggers", "instantiate_group", "group"): "its caller's group",
-    ("src/machinery/instantiate.py", "instantiate_callbacks", "instantiate_group", "group"): "its caller's group",
+    ("src/machinery/config/instantiate.py", "instantiate_node", "instantiate", "node"): "the node its caller passes",
+    ("src/machinery/config/instantiate.py", "instantiate_loggers", "instantiate_group", "group"): "its caller's group",
     (
-        "src/machinery/instantiate.py",
+        "src/machinery/config/instantiate.py",
+        "instantiate_callbacks",
+        "instantiate_group",
+        "group",
+    ): "its caller's group",
+    (
+        "src/machinery/config/instantiate.py",
         "instantiate_trainer",
         "instantiate_node",
         "trainer_cfg",

@@ -9,7 +9,7 @@ from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor
 
 from src.errors import ConfigValueError
-from src.machinery.instantiate import instantiate_callbacks, instantiate_loggers, instantiate_trainer
+from src.machinery.config.instantiate import instantiate_callbacks, instantiate_loggers, instantiate_trainer
 from tests.conftest import CONF
 
 

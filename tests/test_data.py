@@ -16,7 +16,7 @@ from src.data.digits import DigitsDataModule
 from src.data.imagefolder import ImageFolderDataModule, load_image
 from src.data.synthetic import SyntheticDataModule
 from src.errors import DataError
-from src.machinery.augment import random_crop, random_flip
+from src.machinery.serving.augment import random_crop, random_flip
 from tests.conftest import SHARED_DATA
 
 DIGITS = dict(num_classes=10, in_channels=1, image_size=8, mean=(0.3053,), std=(0.376,))

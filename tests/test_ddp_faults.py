@@ -10,7 +10,7 @@ import time
 import pytest
 import torch
 
-from src.machinery.config import ROOT
+from src.machinery.config.schemas import ROOT
 
 pytestmark = [
     pytest.mark.slow,  # about 80 s in all: `make test-all` (CI) runs them

@@ -8,8 +8,8 @@ import textwrap
 import pytest
 import yaml
 
-from src.machinery.config import ROOT
-from src.machinery.device_queue import DeviceQueueLauncher, _visible_gpus
+from src.machinery.config.schemas import ROOT
+from src.machinery.launching.device_queue import DeviceQueueLauncher, _visible_gpus
 from tests.conftest import run_script
 
 # A task that records its device and when it ran, composed from conf/train.yaml like train.py's.
@@ -20,7 +20,7 @@ from pathlib import Path
 import hydra
 from hydra.core.hydra_config import HydraConfig
 
-from src.machinery.config import register_schemas
+from src.machinery.config.schemas import register_schemas
 
 register_schemas()
 

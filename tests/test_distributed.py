@@ -54,8 +54,8 @@ import atexit, sys
 import torch.distributed as dist
 atexit.register(lambda: print("process group at exit:", dist.is_initialized(), flush=True))
 dist.init_process_group("gloo", init_method=f"file://{sys.argv[1]}", rank=0, world_size=1)
-from src.machinery.config import compose_config
-from src.machinery.instantiate import instantiate_trainer
+from src.machinery.config.schemas import compose_config
+from src.machinery.config.instantiate import instantiate_trainer
 instantiate_trainer(compose_config("train", ["trainer=cpu"], sys.argv[2]).trainer, logger=False)
 """
 

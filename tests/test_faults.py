@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from src.errors import DataError, exit_on_run_error
-from src.machinery.config import ROOT
-from src.machinery.finite_loss import FiniteLoss
+from src.machinery.config.schemas import ROOT
+from src.machinery.safety.finite_loss import FiniteLoss
 from src.train import train
 from tests.conftest import FAST, run_script
 from tests.test_data import write_image_tree

@@ -11,9 +11,9 @@ from hydra.utils import instantiate
 
 from src.data.splits import keep_classes
 from src.errors import CheckpointError, ConfigValueError, DataError
-from src.machinery.checkpoint_files import init_weights
-from src.machinery.config import check_value_ranges
-from src.machinery.instantiate import instantiate_node
+from src.machinery.checkpoints.files import init_weights
+from src.machinery.config.instantiate import instantiate_node
+from src.machinery.config.schemas import check_value_ranges
 from src.models.resnet import ResNet
 from src.models.rnn import RowRNN
 from tests.conftest import run_script

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from src.machinery.config import ROOT
+from src.machinery.config.schemas import ROOT
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import gpu_check

@@ -13,7 +13,7 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from src.machinery.config import ROOT
+from src.machinery.config.schemas import ROOT
 from src.train import build
 
 # Tensor methods that copy a value to the host (a sync on a GPU) and the strategy methods that are collectives

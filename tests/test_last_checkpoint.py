@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from src.machinery.checkpoint_files import AtomicCheckpointIO, read_checkpoint
+from src.machinery.checkpoints.files import AtomicCheckpointIO, read_checkpoint
 from src.train import Run, build, train
 from tests.conftest import compose_config
 

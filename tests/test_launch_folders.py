@@ -16,10 +16,11 @@ import torch
 import yaml
 
 from src.errors import CheckpointError, RunError
-from src.machinery import checkpoint_path, launch_folder
-from src.machinery.checkpoint_path import check_checkpoint_path
-from src.machinery.config import ROOT
-from src.machinery.launch_folder import LaunchError, check_new_run_folder, launch_id
+from src.machinery.checkpoints import precheck as checkpoint_path
+from src.machinery.checkpoints.precheck import check_checkpoint_path
+from src.machinery.config.schemas import ROOT
+from src.machinery.runs import launch as launch_folder
+from src.machinery.runs.launch import LaunchError, check_new_run_folder, launch_id
 from tests.probes import read_ranks
 from tests.test_resume import assert_equal_nested
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from src.machinery.secrets import REDACTED, is_secret_name, redact_files, redact_text, secret_values
+from src.machinery.tracking.secrets import REDACTED, is_secret_name, redact_files, redact_text, secret_values
 from tests.conftest import run_script
 
 GITHUB = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"

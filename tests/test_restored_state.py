@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from src.machinery.checkpoint_files import AtomicCheckpointIO, remove_checkpoint_file
-from src.machinery.restored_state import clean_model_checkpoint_state, is_inside
+from src.machinery.checkpoints.files import AtomicCheckpointIO, remove_checkpoint_file
+from src.machinery.resume.restored_state import clean_model_checkpoint_state, is_inside
 from src.train import train
 from tests.conftest import FAST, compose_config
 
@@ -63,7 +63,7 @@ def test_a_crafted_callback_state_deletes_nothing_outside_the_run(first_run, tmp
         )
     crafted = tmp_path / "crafted.ckpt"
     torch.save(checkpoint, crafted)
-    with caplog.at_level(logging.WARNING, logger="src.machinery.restored_state"):
+    with caplog.at_level(logging.WARNING, logger="src.machinery.resume.restored_state"):
         metrics = train(compose_config("train", [*TINY, "trainer.max_epochs=2", f"ckpt_path={crafted}"], run_dir))
     assert intact(target) and "test/acc" in metrics
     assert any("dropped last_model_path" in r.getMessage() for r in caplog.records)

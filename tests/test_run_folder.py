@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from src.errors import RunFolderError
-from src.machinery.run_folder import check_run_folder_argument, planted_links, read_text, write_text
-from src.machinery.run_record import save_run_config
-from src.machinery.secrets import redact_files
-from src.machinery.tracking import RUN_ID_FILE, run_id
+from src.machinery.runs.folder import check_run_folder_argument, planted_links, read_text, write_text
+from src.machinery.tracking.loggers import RUN_ID_FILE, run_id
+from src.machinery.tracking.run_record import save_run_config
+from src.machinery.tracking.secrets import redact_files
 from src.train import train
 from tests.conftest import FAST, compose_config, run_script
 
@@ -118,7 +118,7 @@ def test_a_bad_wandb_run_id_gives_a_new_id_and_says_so(tmp_path, content, caplog
         path.mkdir()
     else:
         path.write_text(content)
-    with caplog.at_level(logging.WARNING, logger="src.machinery.tracking"):
+    with caplog.at_level(logging.WARNING, logger="src.machinery.tracking.loggers"):
         if content == "dir":
             with pytest.raises(RunFolderError):
                 run_id(tmp_path)
@@ -131,7 +131,7 @@ def test_a_bad_wandb_run_id_gives_a_new_id_and_says_so(tmp_path, content, caplog
 
 
 def test_a_good_wandb_run_id_is_kept_and_a_missing_one_made_silently(tmp_path, caplog):
-    with caplog.at_level(logging.WARNING, logger="src.machinery.tracking"):
+    with caplog.at_level(logging.WARNING, logger="src.machinery.tracking.loggers"):
         made = run_id(tmp_path)
         assert run_id(tmp_path) == made
     assert not caplog.records

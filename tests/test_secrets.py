@@ -2,7 +2,7 @@
 
 import pytest
 
-from src.machinery.secrets import REDACTED, is_secret_name, redact, secret_values
+from src.machinery.tracking.secrets import REDACTED, is_secret_name, redact, secret_values
 from tests.conftest import run_script
 
 ENV_KEY = "0123456789abcdef0123456789abcdef01234567"  # the shape of a W&B key, but fake

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from src.eval import evaluate
-from src.machinery import hardware
-from src.machinery.device_batches import DeviceBatches
+from src.machinery.launching import hardware
+from src.machinery.serving.device_batches import DeviceBatches
 from src.train import train
 from tests.conftest import FAST, compose_config
 

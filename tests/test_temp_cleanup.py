@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-from src.machinery.checkpoint_files import AtomicCheckpointIO, read_checkpoint, remove_stranded_temp_files, temp_name
+from src.machinery.checkpoints.files import AtomicCheckpointIO, read_checkpoint, remove_stranded_temp_files, temp_name
 
 
 def dead_pid() -> int:

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from lightning.fabric.utilities.logger import _flatten_dict
 
-from src.machinery.run_record import run_config
+from src.machinery.tracking.run_record import run_config
 from tests.conftest import run_script
 from tests.test_redaction import files_holding
 from tests.test_train import inspect_wandb_run, wandb_run_record, wandb_summary
@@ -33,7 +33,7 @@ WANDB_ONLY = {"_runtime", "_step", "_timestamp", "_wandb", "trainer/global_step"
 def test_logger_lists_compose_every_named_logger(make_cfg, choice, expected):
     cfg = make_cfg(f"logger={choice}")
     assert set(cfg.logger) == expected
-    assert cfg.logger.mlflow._target_ == "src.machinery.tracking.mlflow_logger"
+    assert cfg.logger.mlflow._target_ == "src.machinery.tracking.loggers.mlflow_logger"
 
 
 def test_mlflow_store_is_in_mlruns_unless_the_environment_names_one(make_cfg, monkeypatch):

@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 
 from src.errors import CheckpointError
 from src.eval import evaluate
-from src.machinery.stored_config import literal, rebuild_run_config
+from src.machinery.resume.stored_config import literal, rebuild_run_config
 from src.train import train
 from tests.conftest import FAST, compose_config, run_script
 

@@ -15,7 +15,7 @@ import yaml
 from omegaconf import OmegaConf
 from wandb.sdk.launch.sweeps.utils import create_sweep_command, create_sweep_command_args
 
-from src.machinery.config import ROOT
+from src.machinery.config.schemas import ROOT
 from tests.conftest import compose_config
 
 SWEEPS = sorted((ROOT / "sweeps").glob("*.yaml"))

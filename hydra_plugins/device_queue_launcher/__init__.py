@@ -1,6 +1,7 @@
-"""Registers src.machinery.device_queue's launcher with Hydra, which takes launchers from `hydra_plugins` only."""
+"""Registers src.machinery.launching.device_queue's launcher with Hydra, which takes launchers from `hydra_plugins`
+only."""
 
-from src.machinery.device_queue import DeviceQueueLauncher as _DeviceQueueLauncher
+from src.machinery.launching.device_queue import DeviceQueueLauncher as _DeviceQueueLauncher
 
 
 class DeviceQueueLauncher(_DeviceQueueLauncher):

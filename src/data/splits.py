@@ -4,7 +4,7 @@ a held-out validation set. Every choice is seeded and the same for every run."""
 import torch
 
 from src.errors import ConfigValueError, DataError
-from src.machinery.serving import Split
+from src.machinery.serving.in_memory import Split
 
 
 def choose_images(

@@ -1,15 +1,15 @@
 """Data sets held as whole tensors: a subclass says what the splits are; this base normalises and augments them.
 
 How the splits reach the Trainer (loaders that resume mid-epoch, data kept on the device) is the machinery's
-(`src/machinery/serving.py`).
+(`src/machinery/serving/in_memory.py`).
 """
 
 import torch
 
 from src.data.splits import check_folds, choose_images
 from src.errors import DataError
-from src.machinery.augment import random_crop, random_flip
-from src.machinery.serving import ServedDataModule, Split
+from src.machinery.serving.augment import random_crop, random_flip
+from src.machinery.serving.in_memory import ServedDataModule, Split
 
 __all__ = ["Split", "TensorDataModule"]
 

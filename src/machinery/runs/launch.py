@@ -17,7 +17,7 @@ from hydra.types import RunMode
 from omegaconf import OmegaConf
 
 from src.errors import RunFolderError
-from src.machinery.run_folder import command_line_value
+from src.machinery.runs.folder import command_line_value
 
 STAMP_FORMAT = "%Y-%m-%d_%H-%M-%S"
 _STAMP = re.compile(r"\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}")

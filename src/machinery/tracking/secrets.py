@@ -14,8 +14,8 @@ from typing import Any
 import yaml
 from lightning.pytorch.utilities import rank_zero_only
 
-from src.machinery.plain_yaml import PlainYamlError, load_plain_yaml
-from src.machinery.run_folder import read_text, write_text
+from src.machinery.config.plain_yaml import PlainYamlError, load_plain_yaml
+from src.machinery.runs.folder import read_text, write_text
 
 SECRET_NAME = re.compile(
     r"api[_-]?key|token|secret|passw(or)?d|passphrase|credential|pwd$|(^|[_-])key$|account[_-]?key"

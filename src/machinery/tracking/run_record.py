@@ -18,10 +18,10 @@ from hydra.types import RunMode
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from src.machinery.git import git_diff, git_state
-from src.machinery.hardware import describe_hardware
-from src.machinery.run_folder import write_text
-from src.machinery.secrets import redact, redact_text, secret_values
+from src.machinery.launching.hardware import describe_hardware
+from src.machinery.runs.folder import write_text
+from src.machinery.tracking.git import git_diff, git_state
+from src.machinery.tracking.secrets import redact, redact_text, secret_values
 
 PACKAGES = ("lightning", "torchmetrics", "hydra-core", "wandb", "mlflow", "mlflow-skinny", "numpy")
 

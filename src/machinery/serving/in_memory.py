@@ -8,8 +8,8 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from src.machinery.device_batches import DeviceBatches
-from src.machinery.resumable import ResumableDataLoader, ResumableSampler
+from src.machinery.serving.device_batches import DeviceBatches
+from src.machinery.serving.resumable import ResumableDataLoader, ResumableSampler
 
 Split = tuple[torch.Tensor, torch.Tensor]  # images (N, C, H, W), labels (N,)
 
@@ -116,7 +116,7 @@ class ServedDataModule(pl.LightningDataModule):
         return loader
 
     def state_dict(self) -> dict[str, Any]:
-        """Saved in every checkpoint: where the next training batch comes from (see `src.machinery.resumable`)."""
+        """Saved in every checkpoint: where the next training batch comes from (`src.machinery.serving.resumable`)."""
         return {"train_position": self._train_loader.state_dict()} if self._train_loader is not None else {}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

@@ -11,9 +11,9 @@ from urllib.parse import urlparse
 from lightning.pytorch.loggers import Logger, MLFlowLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-from src.machinery.lightning_shims import experiment_started
-from src.machinery.run_folder import read_text, write_text
-from src.machinery.secrets import argv_redacted, secret_values
+from src.machinery.runs.folder import read_text, write_text
+from src.machinery.shims.lightning import experiment_started
+from src.machinery.tracking.secrets import argv_redacted, secret_values
 
 log = logging.getLogger(__name__)
 

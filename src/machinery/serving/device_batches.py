@@ -4,7 +4,7 @@ from collections.abc import Callable, Iterator
 
 import torch
 
-from src.machinery.resumable import Position, next_batch_position
+from src.machinery.serving.resumable import Position, next_batch_position
 
 
 class DeviceBatches:

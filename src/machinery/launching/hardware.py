@@ -7,7 +7,7 @@ import lightning.pytorch as pl
 import torch
 
 from src.errors import ConfigValueError
-from src.machinery.lightning_shims import starts_ranks_by_fork
+from src.machinery.shims.lightning import starts_ranks_by_fork
 
 MIXED = "mixed"  # the template's own precision value: the best mixed precision this GPU has
 

@@ -14,9 +14,9 @@ from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig
 
 from src.errors import ConfigValueError, RunError
-from src.machinery.checkpoint_files import AtomicCheckpointIO
-from src.machinery.distributed import close_process_group
-from src.machinery.hardware import check_accelerator, configure_speed, resolve_precision
+from src.machinery.checkpoints.files import AtomicCheckpointIO
+from src.machinery.launching.distributed import close_process_group
+from src.machinery.launching.hardware import check_accelerator, configure_speed, resolve_precision
 
 log = logging.getLogger(__name__)
 atexit.register(close_process_group)  # registered once: at exit, the process group (if any), whatever the strategy

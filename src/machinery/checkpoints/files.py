@@ -18,7 +18,7 @@ from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from src.errors import CheckpointError, first_line
-from src.machinery.checkpoint_path import check_checkpoint_path, checksum_path, file_digest
+from src.machinery.checkpoints.precheck import check_checkpoint_path, checksum_path, file_digest
 
 log = logging.getLogger(__name__)
 

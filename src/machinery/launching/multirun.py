@@ -10,7 +10,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import read_write
 
-from src.machinery.launch_folder import external_ranks
+from src.machinery.runs.launch import external_ranks
 
 # What Lightning's launcher leaves in os.environ after starting a job's ranks.
 _LAUNCH_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")

@@ -1,5 +1,5 @@
-"""The template's uses of Lightning's private names, all in `src/machinery/lightning_shims.py`: each still does what
-the shim relies on (a failure names the Lightning version), and no other module touches a private name."""
+"""The template's uses of private names of Lightning, torch and Hydra, all in `src/machinery/shims/`: each still does
+what the shim relies on (a failure names the version), and no other module touches a private name."""
 
 import ast
 import csv
@@ -9,9 +9,9 @@ import pytest
 from lightning.pytorch import Trainer
 from lightning.pytorch.loggers import CSVLogger
 
-from src.machinery import lightning_shims
-from src.machinery.config import ROOT
-from src.machinery.lightning_shims import (
+from src.machinery.config.schemas import ROOT
+from src.machinery.shims import hydra as hydra_shims
+from src.machinery.shims.lightning import (
     LIGHTNING_VERSION,
     ContinuingCSVLogger,
     experiment_started,
@@ -19,7 +19,7 @@ from src.machinery.lightning_shims import (
     starts_ranks_by_fork,
 )
 
-MOVED = f"Lightning {LIGHTNING_VERSION} changed a private name that src/machinery/lightning_shims.py relies on"
+MOVED = f"Lightning {LIGHTNING_VERSION} changed a private name that src/machinery/shims/lightning.py relies on"
 
 
 def cpu_trainer(strategy: str, devices: int) -> Trainer:
@@ -54,7 +54,10 @@ def test_the_csv_logger_appends_to_the_metrics_a_run_already_wrote(tmp_path):
     assert [float(r["train/loss"]) for r in rows] == [0.5, 0.25], f"{MOVED}: the CSV writer's _check_log_dir_exists"
 
 
-CODE = [ROOT / "train.py", ROOT / "eval.py", *(ROOT / "src").rglob("*.py"), *(ROOT / "scripts").glob("*.py")]
+CODE = [*ROOT.glob("*.py"), *(ROOT / "src").rglob("*.py"), *(ROOT / "scripts").glob("*.py")]
+CODE += [*(ROOT / "hydra_plugins").rglob("*.py")]
+SHIMS = ROOT / "src" / "machinery" / "shims"
+FRAMEWORKS = ("lightning", "torch", "hydra", "omegaconf")
 
 
 def own_names(files: list[Path]) -> set[str]:
@@ -70,16 +73,21 @@ def own_names(files: list[Path]) -> set[str]:
 
 
 def private_names(path: Path, own: set[str] = frozenset()) -> list[str]:
-    """`module: line: name` for each private name of lightning or torch the file imports or reads: `from
-    lightning... import _X`, and any `x._name` (`torch._dynamo`, `trainer._results`, `self._fs`) that the
-    template's own code (`own`, and this file) never assigns or defines."""
+    """`module: line: name` for each private name of Lightning, torch or Hydra the file imports or reads: `from
+    lightning... import _X`, `import hydra._internal...`, and any `x._name` (`torch._dynamo`, `trainer._results`,
+    `self._fs`) that the template's own code (`own`, and this file) never assigns or defines."""
     tree = ast.parse(path.read_text())
     own = set(own) | own_names([path])
     found = []
     for node in ast.walk(tree):
         private = None
-        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in ("lightning", "torch"):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in FRAMEWORKS:
             names = [alias.name for alias in node.names] + node.module.split(".")
+            private = next((n for n in names if n.startswith("_") and not n.startswith("__")), None)
+        elif isinstance(node, ast.Import):
+            names = [
+                part for alias in node.names if alias.name.split(".")[0] in FRAMEWORKS for part in alias.name.split(".")
+            ]
             private = next((n for n in names if n.startswith("_") and not n.startswith("__")), None)
         elif isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
             private = node.attr if node.attr not in own else None
@@ -88,11 +96,19 @@ def private_names(path: Path, own: set[str] = frozenset()) -> list[str]:
     return found
 
 
-def test_only_the_shim_module_touches_private_lightning_or_torch_names():
-    shim = Path(lightning_shims.__file__).resolve()
-    others = [path for path in CODE if path.resolve() != shim]
+def test_hydras_local_launcher_is_still_where_the_gpu_queue_launcher_takes_it():
+    from hydra.core.plugins import Plugins
+    from hydra.plugins.launcher import Launcher
+
+    assert issubclass(hydra_shims.BasicLauncher, Launcher), "Hydra moved its BasicLauncher"
+    assert "BasicLauncher" in {p.__name__ for p in Plugins.instance().discover(Launcher)}
+
+
+def test_only_the_shim_room_touches_private_lightning_torch_or_hydra_names():
+    shims = sorted(SHIMS.glob("*.py"))
+    others = [path for path in CODE if path.parent.resolve() != SHIMS.resolve()]
     own = own_names(others)
-    assert private_names(shim, own), "the grep finds nothing even in the shim module: it cannot fail"
+    assert all(private_names(shim, own) for shim in shims if shim.name != "__init__.py"), "the grep cannot fail"
     offenders = [hit for path in others for hit in private_names(path, own)]
     assert not offenders, offenders
 
@@ -104,6 +120,8 @@ def test_only_the_shim_module_touches_private_lightning_or_torch_names():
         ("import torch\ntorch._dynamo.reset()", "_dynamo"),
         ("def f(trainer):\n    return trainer._results", "_results"),
         ("class L:\n    def f(self):\n        return self._experiment", "_experiment"),
+        ("from hydra._internal.core_plugins.basic_launcher import BasicLauncher", "_internal"),
+        ("import hydra._internal.utils", "_internal"),
     ],
 )
 def test_the_grep_finds_each_kind_of_private_use(tmp_path, code, expected, monkeypatch):

@@ -6,12 +6,12 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 
-from hydra._internal.core_plugins.basic_launcher import BasicLauncher
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, run_job, setup_globals
 from omegaconf import open_dict
 
 from src.errors import ConfigValueError, exit_on_run_error
+from src.machinery.shims.hydra import BasicLauncher
 
 
 class DeviceQueueLauncher(BasicLauncher):

@@ -12,7 +12,7 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from src.errors import CheckpointError
-from src.machinery.config import ROOT, register_schemas
+from src.machinery.config.schemas import ROOT, register_schemas
 
 # The groups that rebuild a run's model and data (the trainer, loggers and callbacks are the caller's own).
 REBUILT_GROUPS = ("model", "data", "optimizer", "scheduler")

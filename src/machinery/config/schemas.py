@@ -13,9 +13,9 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from src.errors import ConfigValueError
-from src.machinery.launch_folder import register_launch_id_resolver
+from src.machinery.runs.launch import register_launch_id_resolver
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @dataclass

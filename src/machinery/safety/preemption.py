@@ -11,8 +11,8 @@ from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.callbacks import Checkpoint
 
 from src.errors import Preempted
-from src.machinery.last_checkpoint import save_last_checkpoint
-from src.machinery.lightning_shims import kill_launched_ranks
+from src.machinery.checkpoints.last import save_last_checkpoint
+from src.machinery.shims.lightning import kill_launched_ranks
 
 log = logging.getLogger(__name__)
 
