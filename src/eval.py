@@ -30,7 +30,10 @@ def load_checkpoint(ckpt_path: str | Path) -> tuple[DictConfig, dict]:
     rebuilt from this repository's conf/ with the checkpoint's recorded choices, so nothing in the file chooses code."""
     checkpoint = read_checkpoint(ckpt_path)
     if "run_config" not in checkpoint:
-        raise CheckpointError(f"checkpoint {ckpt_path} holds no run_config: not written by this template's train.py")
+        raise CheckpointError(
+            f"checkpoint {ckpt_path} holds no run_config, which eval.py and predict.py rebuild the run from: it was "
+            "written by a run with callbacks.run_config=null (train again with it) or not by this template's train.py"
+        )
     return rebuild_run_config(checkpoint["run_config"], ckpt_path), checkpoint
 
 
