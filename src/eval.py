@@ -56,22 +56,17 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     ckpt_path = Path(cfg.ckpt_path)
     # Hydra recorded the command line (a key given there included) before this ran: redact its records.
     redact_hydra_records(cfg.paths.output_dir, secret_values(OmegaConf.to_container(cfg, resolve=True)))
-    trained, module, _ = load_module(ckpt_path)
+    trained, module, checkpoint = load_module(ckpt_path)
     data_cfg = cfg.data if cfg.get("data") else trained.data
     datamodule: pl.LightningDataModule = instantiate_node(data_cfg)
-    if cfg.get("data"):  # other data than the run's: its images and labels must fit the trained network
-        try:
-            with torch.no_grad():
-                num_outputs = module.eval()(torch.zeros(2, *datamodule.dims)).shape[1]
-        except RuntimeError as error:
-            raise DataError(
-                f"data: images of shape {tuple(datamodule.dims)} do not fit {ckpt_path}'s network ({first_line(error)})"
-            ) from None
-        if datamodule.num_classes > num_outputs:
-            raise DataError(
-                f"data: {datamodule.num_classes} classes, but {ckpt_path}'s network predicts "
-                f"{num_outputs}: test it on data of at most {num_outputs} classes (data.classes=[...])"
-            )
+    if cfg.get("data"):  # other data than the run's: its inputs and labels must fit the trained network
+        check_data_fits(module, datamodule, ckpt_path)
+    no_predict_loader = type(datamodule).predict_dataloader is pl.LightningDataModule.predict_dataloader
+    if cfg.get("predict") and no_predict_loader:
+        raise DataError(
+            f"eval.py predict=true: {type(datamodule).__name__} has no predict_dataloader; give it one (the test "
+            "split, in order: return self.test_dataloader())"
+        )
     loggers = instantiate_loggers(cfg.get("logger"))
     callbacks = instantiate_group(cfg.get("callbacks"))
     trainer = instantiate_trainer(cfg.trainer, logger=loggers or False, callbacks=callbacks)
@@ -83,13 +78,39 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     if trainer.is_global_zero:
         log.info("Test metrics of %s: %s", ckpt_path, ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())))
     if cfg.get("predict"):
-        write_predictions(trainer.predict(module, datamodule=datamodule), Path(cfg.paths.output_dir))
+        names = checkpoint.get("class_names")
+        if not (isinstance(names, list) and all(isinstance(name, str) for name in names)):
+            names = [str(name) for name in datamodule.class_names]  # older checkpoints: the data module's
+        batches = trainer.predict(module, datamodule=datamodule)
+        write_predictions(batches, names, Path(cfg.paths.output_dir))
     return metrics
 
 
-def write_predictions(batches: list[dict[str, torch.Tensor]], output_dir: Path) -> Path:
-    """`predictions.csv`: one row per test image, in the data set's order."""
+def check_data_fits(module: pl.LightningModule, datamodule: pl.LightningDataModule, ckpt_path: Path) -> None:
+    """Other data than the run's (`data=...`): its inputs must go through the trained network and its classes be
+    among the network's outputs. Checked on the data module's `sample_batch`; one without it is checked by testing."""
+    if callable(sample := getattr(datamodule, "sample_batch", None)):
+        x, _, *extras = sample(2)
+        try:
+            with torch.no_grad():
+                num_outputs = module.eval()(x, *extras).shape[1]
+        except RuntimeError as error:
+            raise DataError(
+                f"data: inputs of shape {tuple(x.shape[1:])} do not fit {ckpt_path}'s network ({first_line(error)})"
+            ) from None
+        if datamodule.num_classes > num_outputs:
+            raise DataError(
+                f"data: {datamodule.num_classes} classes, but {ckpt_path}'s network predicts "
+                f"{num_outputs}: test it on data of at most {num_outputs} classes (data.classes=[...])"
+            )
+
+
+def write_predictions(batches: list[dict[str, torch.Tensor]], class_names: list[str], output_dir: Path) -> Path:
+    """`predictions.csv`: one row per test example, in the data set's order; classes by name."""
     columns = {key: torch.cat([b[key] for b in batches]).tolist() for key in batches[0] if key != "probabilities"}
+    for key in ("prediction", "label"):
+        if key in columns:
+            columns[key] = [class_names[index] if 0 <= index < len(class_names) else index for index in columns[key]]
     output_dir.mkdir(parents=True, exist_ok=True)
     rows = [[i, *row] for i, row in enumerate(zip(*columns.values(), strict=True))]
     path = write_csv(output_dir / "predictions.csv", ["index", *columns], rows)

@@ -19,7 +19,8 @@ class ClassificationModule(pl.LightningModule):
     """Cross-entropy training, accuracy metrics and optimisation for any classifier network.
 
     Args:
-        net: a network mapping images (B, C, H, W) to logits (B, num_classes).
+        net: a network mapping a batch's inputs (images (B, C, H, W), sequences (B, T, D), features (B, F), ...) to
+            logits (B, num_classes); a batch `(x, y, *extras)` passes its extras on: `net(x, *extras)` (lengths).
         optimizer: `optimizer(params)` builds the optimizer (a Hydra `_partial_`).
         scheduler: `scheduler(optimizer, total_steps=N)` builds a per-step LR schedule, or None.
         num_classes: for the accuracy metrics.
@@ -87,22 +88,24 @@ class ClassificationModule(pl.LightningModule):
         if self.hparams.compile:
             self.net.compile()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.hparams.channels_last:
+    def forward(self, x: torch.Tensor, *extras: Any) -> torch.Tensor:
+        if self.hparams.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)  # same shape (B, C, H, W), NHWC strides
-        return self.net(x)
+        return self.net(x, *extras)
 
-    def _logits(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) -> (B, num_classes); outside training, averaged with the mirror image's if flip_tta."""
-        logits = self(x)
+    def _logits(self, x: torch.Tensor, *extras: Any) -> torch.Tensor:
+        """Inputs (B, ...) -> (B, num_classes); outside training, averaged with the mirror image's if flip_tta."""
+        logits = self(x, *extras)
         if self.hparams.flip_tta and not self.training:
-            logits = (logits + self(x.flip(3))) / 2
+            if x.dim() != 4:
+                raise ValueError(f"model.flip_tta mirrors images (B, C, H, W); these inputs are {tuple(x.shape)}")
+            logits = (logits + self(x.flip(3), *extras)) / 2
         return logits
 
-    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    def _step(self, batch: tuple[torch.Tensor, ...], split: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Loss and logits of a batch; the split's accuracy and mean loss take it in."""
-        x, y = batch  # (B, C, H, W), (B,)
-        logits = self._logits(x)  # (B, num_classes)
+        x, y, *extras = batch  # inputs (B, ...), labels (B,), what else the network takes (lengths (B,), ...)
+        logits = self._logits(x, *extras)  # (B, num_classes)
         loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
         getattr(self, f"{split}_acc").update(logits.detach(), y)
         getattr(self, f"{split}_loss").update(loss.detach(), weight=y.numel())
@@ -116,7 +119,7 @@ class ClassificationModule(pl.LightningModule):
         loss.reset()
         return values
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
         loss, _ = self._step(batch, "train")
         # Logged only on the steps the loggers write: a logged value is read back to the host (a GPU sync) for
         # the progress bar on every step it is logged.
@@ -139,7 +142,7 @@ class ClassificationModule(pl.LightningModule):
         # The sanity-check validation ran on an untrained net; its accuracy is not a best.
         self.val_acc_best.reset()
 
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+    def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
         self._step(batch, "val")
 
     def on_validation_epoch_end(self) -> None:
@@ -150,7 +153,7 @@ class ClassificationModule(pl.LightningModule):
         self.log("val/acc", acc, prog_bar=True)
         self.log_dict({"val/loss": loss, "val/acc_best": self.val_acc_best.compute()})
 
-    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+    def test_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> dict[str, torch.Tensor]:
         _, logits = self._step(batch, "test")
         return {"preds": logits.argmax(dim=1)}  # (B,): for callbacks (confusion matrix, misclassified images)
 
@@ -159,14 +162,17 @@ class ClassificationModule(pl.LightningModule):
         self.log_dict({"test/acc": acc, "test/loss": loss})
 
     def predict_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
-        """Predicted class, softmax confidence and every class's probability of each image (and its label when the
-        batch has one)."""
-        x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        probabilities = self._logits(x).softmax(dim=1)  # (B, num_classes)
+        """Predicted class, softmax confidence and every class's probability of each input (and its label when the
+        batch has one: `(x, y, *extras)`; new inputs come as `(x, None, *extras)`)."""
+        if isinstance(batch, (tuple, list)):
+            x, y, extras = batch[0], batch[1] if len(batch) > 1 else None, batch[2:]
+        else:
+            x, y, extras = batch, None, ()
+        probabilities = self._logits(x, *extras).softmax(dim=1)  # (B, num_classes)
         confidence, prediction = probabilities.max(dim=1)  # (B,), (B,)
         out = {"prediction": prediction, "confidence": confidence, "probabilities": probabilities}
-        if isinstance(batch, (tuple, list)) and len(batch) > 1:
-            out["label"] = batch[1]
+        if y is not None:
+            out["label"] = y
         return out
 
     def configure_optimizers(self) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""predict(cfg): name the class of new image files with a training run's checkpoint."""
+"""predict(cfg): name the class of new inputs (image files, or whatever the run's data module reads) with a training
+run's checkpoint. The data module reads each file (`read_input(path)`), as the network takes it."""
 
 import glob
 import logging
@@ -6,9 +7,8 @@ from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
 
-from src.data.imagefolder import image_to_tensor, load_image
 from src.errors import CheckpointError, ConfigValueError, DataError
 from src.eval import load_module
 from src.machinery.config.instantiate import instantiate_group, instantiate_node, instantiate_trainer
@@ -24,35 +24,37 @@ def input_files(pattern: str) -> list[Path]:
     """The files `input=` names, sorted: one file, every file under a folder, or a glob's matches."""
     found = Path(pattern).rglob("*") if Path(pattern).is_dir() else map(Path, glob.glob(pattern, recursive=True))
     if not (files := sorted(path for path in found if path.is_file())):
-        raise DataError(f"input={pattern} matches no file: give an image file, a folder or a glob ('photos/*.jpg')")
+        raise DataError(f"input={pattern} matches no file: give a file, a folder or a glob ('photos/*.jpg')")
     return files
 
 
-def to_data_scale(images: torch.Tensor, max_value: float) -> torch.Tensor:
-    """uint8 images (0..255) on the scale the data module stores its images in (0..max_value), rounded to its whole
-    levels above 1: a digit saved as a PNG of round(v * 255 / 16) comes back as exactly v (0..16)."""
-    scaled = images.float() * (max_value / 255)
-    return scaled.round() if max_value > 1 else scaled
+def stack_inputs(inputs: list[torch.Tensor]) -> tuple[torch.Tensor, None]:
+    """Inputs of one shape as a batch with no labels: ((N, ...), None)."""
+    return torch.stack(inputs), None
 
 
 def predict(cfg: DictConfig) -> Path:
-    """Write `predictions.csv` for every readable image `cfg.input` names (`unreadable.csv`: the files skipped)."""
+    """Write `predictions.csv` for every readable input `cfg.input` names (`unreadable.csv`: the files skipped)."""
     redact_hydra_records(cfg.paths.output_dir, secret_values(OmegaConf.to_container(cfg, resolve=True)))
     files = input_files(str(cfg.input))
     trained, module, checkpoint = load_module(cfg.ckpt_path)
-    # The run's image size, channels, scale and normalisation; it reads no data.
+    # The run's data module knows its inputs (images: size, channels, scale and normalisation); it reads no data.
     datamodule = instantiate_node(trained.data)
+    if not callable(read_input := getattr(datamodule, "read_input", None)):
+        raise DataError(
+            f"{type(datamodule).__name__} (the data of {cfg.ckpt_path}) has no read_input(path): predict.py cannot "
+            "read new inputs for it; give the data module one (docs/extending.md)"
+        )
     names = checkpoint.get("class_names") or list(datamodule.class_names)  # older checkpoints: the data module's
     if not isinstance(names, list) or len(names) != datamodule.num_classes:
         raise CheckpointError(f"checkpoint {cfg.ckpt_path}: class_names is not a list of {datamodule.num_classes}")
     if not isinstance(cfg.top_k, int) or cfg.top_k < 1:
         raise ConfigValueError(f"top_k={cfg.top_k} is not valid: use a whole number of at least 1")
     k = min(cfg.top_k, len(names))  # a run of 2 classes lists 2
-    to_tensor = image_to_tensor(*datamodule.dims[:2])
-    read, images, unreadable = [], [], []
+    read, inputs, unreadable = [], [], []
     for path in files:
         try:
-            images.append(to_tensor(load_image(path)))  # (C, H, W) uint8, as the run's imagefolder would decode it
+            inputs.append(read_input(path))  # one input as the network takes it, e.g. (C, H, W) normalised
             read.append(path)
         except DataError as error:
             log.warning("Skipped: %s", error)
@@ -62,10 +64,13 @@ def predict(cfg: DictConfig) -> Path:
         skipped = write_csv(output_dir / "unreadable.csv", ["file", "error"], unreadable)
         log.warning("Skipped %d unreadable file(s), listed in %s", len(unreadable), skipped)
     if not read:
-        raise DataError(f"input={cfg.input}: none of its {len(files)} file(s) is a readable image")
-    x, _ = datamodule.transform((to_data_scale(torch.stack(images), datamodule.max_value), None), train=False)
+        raise DataError(f"input={cfg.input}: none of its {len(files)} file(s) is a readable input")
+    # Batches as the data module's loaders give them, with no labels: (x, None, *extras); inputs of one shape are
+    # stacked, a data module whose inputs differ in shape (sequences of any length) collates them itself.
+    collate = getattr(datamodule, "collate_inputs", None) or stack_inputs
+    loader = DataLoader(inputs, batch_size=cfg.batch_size, collate_fn=collate)
     trainer = instantiate_trainer(cfg.trainer, logger=False, callbacks=instantiate_group(cfg.get("callbacks")))
-    batches = trainer.predict(module, dataloaders=DataLoader(TensorDataset(x), batch_size=cfg.batch_size))
+    batches = trainer.predict(module, dataloaders=loader)
     top = torch.cat([b["probabilities"] for b in batches]).float().topk(k, dim=1)  # (N, k) each
     header = ["file", "prediction", "confidence"]
     header += [f"top{i}{part}" for i in range(1, k + 1) for part in ("", "_probability")]

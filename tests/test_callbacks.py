@@ -2,6 +2,7 @@
 
 import csv
 import io
+import logging
 from types import SimpleNamespace
 
 import pytest
@@ -81,7 +82,9 @@ def test_test_pictures_are_saved_and_logged_to_wandb(make_cfg, tmp_path):
 def test_confusion_matrix_counts_and_misclassified_examples(tmp_path):
     figures = TestFigures(out_dir=str(tmp_path), max_examples=1)
     module = SimpleNamespace(hparams=SimpleNamespace(num_classes=3), all_gather=lambda t: t, device="cpu")
-    trainer = SimpleNamespace(is_global_zero=True, loggers=[])
+    drawn = []
+    datamodule = SimpleNamespace(draw_input=lambda ax, x: drawn.append(x.shape) or ax.imshow(x[0]))
+    trainer = SimpleNamespace(is_global_zero=True, loggers=[], datamodule=datamodule)
     figures.on_test_epoch_start(trainer, module)
     images, labels = torch.randn(4, 1, 8, 8), torch.tensor([0, 1, 2, 2])
     figures.on_test_batch_end(trainer, module, {"preds": torch.tensor([0, 2, 2, 1])}, (images, labels), 0)
@@ -90,3 +93,19 @@ def test_confusion_matrix_counts_and_misclassified_examples(tmp_path):
     assert figures.confusion.tolist() == [[2, 0, 0], [0, 1, 1], [0, 1, 1]]  # rows: true class
     assert [(label, pred) for _, label, pred in figures.wrong] == [(1, 2)]  # max_examples=1
     assert (tmp_path / "confusion_matrix.png").exists() and (tmp_path / "misclassified.png").exists()
+    assert drawn == [(1, 8, 8)]  # the data module drew its one misclassified input
+
+
+def test_data_that_cannot_draw_its_inputs_gets_the_confusion_matrix_and_one_log_line(tmp_path, caplog):
+    figures = TestFigures(out_dir=str(tmp_path), max_examples=8)
+    module = SimpleNamespace(hparams=SimpleNamespace(num_classes=2), all_gather=lambda t: t, device="cpu")
+    trainer = SimpleNamespace(is_global_zero=True, loggers=[], datamodule=SimpleNamespace())  # no draw_input
+    with caplog.at_level(logging.INFO):
+        figures.on_test_epoch_start(trainer, module)
+        features, labels = torch.randn(3, 13), torch.tensor([0, 1, 1])  # (B, F): a table's rows
+        figures.on_test_batch_end(trainer, module, {"preds": torch.tensor([1, 1, 0])}, (features, labels), 0)
+        figures.on_test_epoch_end(trainer, module)
+    assert figures.confusion.tolist() == [[0, 1], [1, 1]] and figures.wrong == []
+    assert (tmp_path / "confusion_matrix.png").exists() and not (tmp_path / "misclassified.png").exists()
+    notes = [r.getMessage() for r in caplog.records if "draw_input" in r.getMessage()]
+    assert len(notes) == 1 and "misclassified examples are not drawn" in notes[0]

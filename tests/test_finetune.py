@@ -15,7 +15,7 @@ from src.machinery.checkpoints.files import init_weights
 from src.machinery.config.instantiate import instantiate_node
 from src.machinery.config.schemas import check_value_ranges
 from src.models.resnet import ResNet
-from src.models.rnn import RowRNN
+from src.models.rnn import RNNClassifier
 from tests.conftest import run_script
 
 SMALL_CNN = ["model.net.widths=[8,16]"]
@@ -53,7 +53,7 @@ def test_a_new_head_is_an_error_unless_init_strict_is_false(make_cfg, tmp_path, 
 
 
 def test_another_model_familys_weights_are_refused_even_when_not_strict(make_cfg, tmp_path):
-    rnn = RowRNN(1, 10, image_size=8, hidden_size=16)
+    rnn = RNNClassifier((1, 8, 8), 10, hidden_size=16)
     torch.save({f"net.{k}": v for k, v in rnn.state_dict().items()}, tmp_path / "rnn.pt")
     with pytest.raises(CheckpointError, match=r"fits 2 of this model's 26 weights: .* not in this model: net.rnn"):
         init_weights(module(make_cfg), str(tmp_path / "rnn.pt"), strict=False)
@@ -137,7 +137,7 @@ def test_a_missing_init_from_is_one_line_before_torch_loads(tmp_path):
 
 
 def test_an_rnn_checkpoint_into_a_cnn_is_one_line(tmp_path):
-    rnn = RowRNN(1, 10, image_size=8)
+    rnn = RNNClassifier((1, 8, 8), 10)
     torch.save({"state_dict": {f"net.{k}": v for k, v in rnn.state_dict().items()}}, tmp_path / "rnn.ckpt")
     done = run_script("train.py", "trainer=cpu", "logger=none", f"init_from={tmp_path}/rnn.ckpt", "init_strict=false")
     line = one_error_line(done)

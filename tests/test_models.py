@@ -1,43 +1,51 @@
-"""Every network builds and runs forward and backward on 8x8x1, 28x28x1 and 32x32x3 images."""
+"""Every network in conf/model/ builds from its config and runs forward and backward on each bundled data set whose
+inputs it takes (8x8x1, 28x28x1 and 32x32x3 images), with its knobs varied; the recurrent one on sequences too."""
 
 import pytest
 import torch
+from hydra.utils import instantiate
+from omegaconf.errors import InterpolationKeyError
 
-from src.models.cnn import ConvNet
 from src.models.resnet import ResNet
-from src.models.rnn import RowRNN
+from src.models.rnn import RNNClassifier
+from tests.conftest import CONF, compose_config
 
-SHAPES = [(1, 8), (1, 28), (3, 32)]  # (channels, image size)
-NUM_CLASSES = 10
+MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))  # a fork's own network included
+DATA = ["digits", "mnist", "cifar10"]  # (1, 8, 8), (1, 28, 28), (3, 32, 32): sample batches read no file
+# knobs worth varying, by conf/model/ name; every other network runs with its config's defaults
+VARIANTS = {
+    "cnn": [[], ["model.net.batch_norm=false", "model.net.dropout=0.5", "model.net.widths=[8,16]"]],
+    "rnn": [
+        ["model.net.cell=lstm"],
+        [
+            "model.net.cell=gru",
+            "model.net.num_layers=2",
+            "model.net.bidirectional=true",
+            "model.net.dropout=0.2",
+            "model.net.hidden_size=32",
+        ],
+    ],
+    "resnet": [
+        ["model.net.depth=18"],
+        ["model.net.depth=34", "model.net.width=16"],
+        ["model.net.depth=50", "model.net.width=16", "model.net.dropout=0.2"],
+    ],
+}
+CASES = [(model, data, v) for model in MODELS for data in DATA for v in VARIANTS.get(model, [[]])]
 
 
-def build(family: str, channels: int, size: int, **kwargs) -> torch.nn.Module:
-    if family == "cnn":
-        return ConvNet(channels, NUM_CLASSES, **kwargs)
-    if family == "rnn":
-        return RowRNN(channels, NUM_CLASSES, image_size=size, **kwargs)
-    return ResNet(channels, NUM_CLASSES, **kwargs)
-
-
-VARIANTS = [
-    ("cnn", {}),
-    ("cnn", {"batch_norm": False, "dropout": 0.5, "widths": [8, 16]}),
-    ("rnn", {"cell": "lstm"}),
-    ("rnn", {"cell": "gru", "num_layers": 2, "bidirectional": True, "dropout": 0.2, "hidden_size": 32}),
-    ("resnet", {"depth": 18}),
-    ("resnet", {"depth": 34, "width": 16}),
-    ("resnet", {"depth": 50, "width": 16, "dropout": 0.2}),
-]
-
-
-@pytest.mark.parametrize("channels,size", SHAPES)
-@pytest.mark.parametrize("family,kwargs", VARIANTS)
-def test_forward_backward(family, kwargs, channels, size):
+@pytest.mark.parametrize("model,data,overrides", CASES, ids=[f"{m}-{d}-{' '.join(v)}" for m, d, v in CASES])
+def test_forward_backward(model, data, overrides, tmp_path):
     torch.manual_seed(0)
-    net = build(family, channels, size, **kwargs)
-    x = torch.randn(4, channels, size, size)
-    logits = net(x)
-    assert logits.shape == (4, NUM_CLASSES)
+    cfg = compose_config("train", [f"model={model}", f"data={data}", *overrides], tmp_path)
+    datamodule = instantiate(cfg.data)
+    try:
+        net = instantiate(cfg.model.net)
+    except InterpolationKeyError as error:
+        pytest.skip(f"model={model} takes inputs data={data} does not give ({str(error).splitlines()[0]})")
+    x, _, *extras = datamodule.sample_batch(4)
+    logits = net(x, *extras)
+    assert logits.shape == (4, cfg.data.num_classes)
     torch.nn.functional.cross_entropy(logits, torch.arange(4)).backward()
     grads = [p.grad for p in net.parameters()]
     assert all(g is not None for g in grads)
@@ -51,13 +59,28 @@ def test_resnet18_has_the_paper_size():
     assert 11.1e6 < params < 11.3e6
 
 
-def test_rnn_reads_rows_as_time_steps():
-    net = RowRNN(in_channels=3, num_classes=10, image_size=32, hidden_size=16)
-    assert net.rnn.input_size == 3 * 32  # one row of every channel per step
+def test_rnn_reads_image_rows_as_time_steps_and_sequence_steps_as_they_are():
+    assert RNNClassifier((3, 32, 32), num_classes=10, hidden_size=16).rnn.input_size == 3 * 32  # a row of each channel
+    assert RNNClassifier((None, 12), num_classes=10, hidden_size=16).rnn.input_size == 12  # any length, 12 features
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_rnn_with_lengths_never_reads_the_padding(cell, bidirectional):
+    torch.manual_seed(0)
+    net = RNNClassifier((None, 3), num_classes=4, cell=cell, hidden_size=8, bidirectional=bidirectional).eval()
+    short, long = torch.randn(1, 5, 3), torch.randn(1, 9, 3)  # (B, T, D): two series of 5 and 9 steps
+    padded = torch.cat([torch.cat([short, torch.full((1, 4, 3), 99.0)], dim=1), long])  # (2, 9, 3)
+    together = net(padded, torch.tensor([5, 9]))
+    assert torch.allclose(together[0], net(short)[0], atol=1e-6)  # as if the series were alone
+    assert torch.allclose(together[1], net(long)[0], atol=1e-6)
+    assert not torch.allclose(net(padded)[0], net(short)[0], atol=1e-3)  # without lengths the padding counts
 
 
 def test_bad_choices_name_the_valid_ones():
     with pytest.raises(ValueError, match=r"valid choices: \[18, 34, 50\]"):
         ResNet(3, 10, depth=101)
     with pytest.raises(ValueError, match=r"valid choices: \['gru', 'lstm'\]"):
-        RowRNN(1, 10, image_size=8, cell="rnn")
+        RNNClassifier((1, 8, 8), 10, cell="rnn")
+    with pytest.raises(ValueError, match=r"reads \(T, D\) sequences or \(C, H, W\) images; data.input_shape is \[13\]"):
+        RNNClassifier((13,), 3)

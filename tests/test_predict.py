@@ -13,10 +13,9 @@ from hydra.utils import instantiate
 from PIL import Image
 
 from scripts.digits_to_png import write_digits
-from src.data.imagefolder import image_to_tensor, load_image
 from src.errors import CheckpointError, ConfigValueError, DataError
 from src.eval import evaluate
-from src.predict import input_files, predict, to_data_scale
+from src.predict import input_files, predict
 from src.train import train
 from tests.conftest import compose_config, run_script
 
@@ -79,14 +78,12 @@ def write_mixed_folder(folder: Path) -> dict[str, str]:
 
 
 def test_digits_written_as_png_decode_to_the_training_tensors_exactly(tmp_path):
-    """The predict pipeline (decode, run's size and channels, data scale, the data module's normalisation) turns a
-    lossless PNG of each test digit into exactly the tensor the model is tested on."""
+    """The data module's `read_input` (decode, run's size and channels, data scale, normalisation), which predict.py
+    calls, turns a lossless PNG of each test digit into exactly the tensor the model is tested on."""
     datamodule = instantiate(compose_config("train", [], tmp_path).data)
     datamodule.setup("test")
     images, labels = datamodule.splits["test"]  # (360, 1, 8, 8) uint8 in 0..16
-    to_tensor = image_to_tensor(*datamodule.dims[:2])
-    decoded = [to_tensor(load_image(path)) for path in write_digits(tmp_path / "digits")]
-    x, _ = datamodule.transform((to_data_scale(torch.stack(decoded), datamodule.max_value), None), train=False)
+    x = torch.stack([datamodule.read_input(path) for path in write_digits(tmp_path / "digits")])
     tested, _ = datamodule.transform((images, labels), train=False)
     assert x.shape == tested.shape == (360, 1, 8, 8) and x.dtype == tested.dtype == torch.float32
     assert torch.equal(x, tested)
@@ -100,7 +97,7 @@ def test_input_names_a_file_a_folder_or_a_glob(tmp_path):
     folder = [tmp_path / n for n in ("a.jpg", "b.png", "sub/c.png", "sub/d.txt")]
     assert input_files(str(tmp_path)) == folder  # every file under it: one that is no image is listed as unreadable
     assert input_files(str(tmp_path / "**" / "*.png")) == [tmp_path / "b.png", tmp_path / "sub/c.png"]
-    with pytest.raises(DataError, match=r"input=.*nothing/\*.png matches no file: give an image file, a folder"):
+    with pytest.raises(DataError, match=r"input=.*nothing/\*.png matches no file: give a file, a folder"):
         input_files(str(tmp_path / "nothing" / "*.png"))
 
 

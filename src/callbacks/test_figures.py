@@ -1,6 +1,8 @@
-"""Pictures of the test set: the confusion matrix and a grid of misclassified images, as PNGs and in W&B."""
+"""Pictures of the test set: the confusion matrix and a grid of misclassified examples, as PNGs and in W&B. The data
+module says how to draw one of its inputs (`draw_input(ax, x)`); one that cannot gets the confusion matrix alone."""
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,8 @@ log = logging.getLogger(__name__)
 
 class TestFigures(Callback):
     """After testing, writes `confusion_matrix.png` (every process's share) and `misclassified.png` (process 0's first
-    `max_examples` errors) into `out_dir`, from the `{"preds": (B,)}` that `test_step` returns."""
+    `max_examples` errors, drawn by the data module's `draw_input`) into `out_dir`, from the `{"preds": (B,)}` that
+    `test_step` returns and the `(x, y, ...)` batches."""
 
     __test__ = False  # not a pytest class, despite the name
 
@@ -29,22 +32,29 @@ class TestFigures(Callback):
         # (num_classes, num_classes): rows true, columns predicted; made where the predictions are, so that
         # every process has one to gather, even a process that saw no test batch
         self.confusion = torch.zeros(n, n, dtype=torch.long, device=pl_module.device)
-        self.wrong: list[tuple[np.ndarray, int, int]] = []  # (C, H, W) image, label, prediction
+        self.wrong: list[tuple[np.ndarray, int, int]] = []  # one input (e.g. a (C, H, W) image), label, prediction
+        datamodule = trainer.datamodule
+        self.draw_input = getattr(datamodule, "draw_input", None)
+        if self.draw_input is None and self.max_examples and trainer.is_global_zero:
+            log.info(
+                "Test pictures: %s has no draw_input(ax, x), so misclassified examples are not drawn (the confusion "
+                "matrix is)", type(datamodule).__name__ if datamodule is not None else "the test data",
+            )  # fmt: skip
 
     def on_test_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, *args: Any
     ) -> None:
         if not isinstance(outputs, dict) or "preds" not in outputs:
             return
-        images, labels = batch  # (B, C, H, W) normalised, (B,)
+        inputs, labels = batch[0], batch[1]  # (B, ...) as the network takes them (images: normalised), (B,)
         preds = outputs["preds"]  # (B,)
         n = self.confusion.shape[0]
         self.confusion += torch.bincount(labels * n + preds, minlength=n * n).reshape(n, n)
         room = self.max_examples - len(self.wrong)
-        if room > 0:
+        if room > 0 and self.draw_input is not None:
             wrong = (preds != labels).nonzero().flatten()[:room]
             for image, label, pred in zip(
-                images[wrong].numpy(force=True), labels[wrong].tolist(), preds[wrong].tolist(), strict=True
+                inputs[wrong].numpy(force=True), labels[wrong].tolist(), preds[wrong].tolist(), strict=True
             ):
                 self.wrong.append((image, label, pred))
 
@@ -54,10 +64,10 @@ class TestFigures(Callback):
         if not trainer.is_global_zero or not confusion.sum():
             return  # nothing was predicted: test_step returned no "preds"
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.paths = {
-            "test/confusion_matrix": draw_confusion_matrix(confusion, self.out_dir / "confusion_matrix.png"),
-            "test/misclassified": draw_misclassified(self.wrong, self.out_dir / "misclassified.png"),
-        }
+        self.paths = {"test/confusion_matrix": draw_confusion_matrix(confusion, self.out_dir / "confusion_matrix.png")}
+        if self.draw_input is not None and self.max_examples:
+            path = draw_misclassified(self.wrong, self.out_dir / "misclassified.png", self.draw_input)
+            self.paths["test/misclassified"] = path
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
                 for key, path in self.paths.items():
@@ -84,8 +94,13 @@ def draw_confusion_matrix(confusion: np.ndarray, path: Path) -> Path:
     return path
 
 
-def draw_misclassified(wrong: list[tuple[np.ndarray, int, int]], path: Path, columns: int = 8) -> Path:
-    """A grid of misclassified images titled `true -> predicted` (each image scaled to its own range)."""
+def draw_misclassified(
+    wrong: list[tuple[np.ndarray, int, int]],
+    path: Path,
+    draw_input: Callable[[Any, np.ndarray], None],
+    columns: int = 8,
+) -> Path:
+    """A grid of misclassified examples titled `true -> predicted`, each drawn by `draw_input(ax, x)`."""
     from matplotlib.figure import Figure
 
     rows = max(1, -(-len(wrong) // columns))
@@ -93,12 +108,10 @@ def draw_misclassified(wrong: list[tuple[np.ndarray, int, int]], path: Path, col
     axes = fig.subplots(rows, columns, squeeze=False).flatten()
     for ax in axes:
         ax.axis("off")
-    for ax, (image, label, pred) in zip(axes, wrong, strict=False):
-        pixels = image.transpose(1, 2, 0)  # (H, W, C)
-        pixels = (pixels - pixels.min()) / max(float(np.ptp(pixels)), 1e-8)
-        ax.imshow(pixels[..., 0] if pixels.shape[2] == 1 else pixels, cmap="gray")
+    for ax, (example, label, pred) in zip(axes, wrong, strict=False):
+        draw_input(ax, example)
         ax.set_title(f"{label} -> {pred}", fontsize=8)
     if not wrong:
-        axes[0].text(0.5, 0.5, "no misclassified test images", ha="center", va="center")
+        axes[0].text(0.5, 0.5, "no misclassified test examples", ha="center", va="center")
     fig.savefig(path, dpi=100)
     return path

@@ -1,9 +1,15 @@
-"""Data sets held as whole tensors: a subclass says what the splits are; this base normalises and augments them.
+"""Image data sets held as whole tensors: a subclass says what the splits are; this base normalises and augments them,
+and answers the template's optional questions about its inputs (their shape, how to draw one, how to read a new
+image file, a sample batch).
 
 How the splits reach the Trainer (loaders that resume mid-epoch, data kept on the device) is the machinery's
 (`src/machinery/serving/in_memory.py`).
 """
 
+from pathlib import Path
+from typing import Any
+
+import numpy as np
 import torch
 
 from src.data.splits import check_folds, choose_images
@@ -31,6 +37,7 @@ class TensorDataModule(ServedDataModule):
         num_classes: int,
         in_channels: int,
         image_size: int,
+        input_shape: tuple[int, ...] | None = None,
         mean: tuple[float, ...] = (0.0,),
         std: tuple[float, ...] = (1.0,),
         crop_padding: int = 0,
@@ -50,6 +57,11 @@ class TensorDataModule(ServedDataModule):
         self.num_folds, self.fold = num_folds, fold
         self.num_classes = num_classes
         self.dims = (in_channels, image_size, image_size)
+        if input_shape is not None and tuple(input_shape) != self.dims:
+            raise ValueError(
+                f"data.input_shape={list(input_shape)} does not match data.in_channels and data.image_size: "
+                f"use [{in_channels}, {image_size}, {image_size}] or leave input_shape to its default"
+            )
         self.crop_padding = crop_padding
         self.flip = flip
         self.mean = torch.tensor(mean).view(1, -1, 1, 1)  # (1, C or 1, 1, 1)
@@ -60,6 +72,33 @@ class TensorDataModule(ServedDataModule):
     def class_names(self) -> list[str]:
         """The name of each class, by label: "0", "1", ... unless a subclass names them."""
         return [str(label) for label in range(self.num_classes)]
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """One input as the network takes it: (C, H, W)."""
+        return self.dims
+
+    def sample_batch(self, batch_size: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+        """A batch of random normalised images and labels of the right shape and range, for tests: reads no file."""
+        return torch.randn(batch_size, *self.dims), torch.randint(0, self.num_classes, (batch_size,))
+
+    def draw_input(self, ax: Any, image: np.ndarray) -> None:
+        """Draw one (C, H, W) image as the network saw it, scaled to its own range (the test pictures)."""
+        pixels = image.transpose(1, 2, 0)  # (H, W, C)
+        pixels = (pixels - pixels.min()) / max(float(np.ptp(pixels)), 1e-8)
+        ax.imshow(pixels[..., 0] if pixels.shape[2] == 1 else pixels, cmap="gray")
+
+    def read_input(self, path: str | Path) -> torch.Tensor:
+        """A new image file (any size, mode and format Pillow reads) as the network takes it: (C, H, W), resized and
+        centre-cropped as `data=imagefolder` decodes, on this data set's scale, normalised (predict.py). An unreadable
+        file is a `DataError` naming it."""
+        from src.data.imagefolder import image_to_tensor, load_image  # imagefolder builds on this module
+
+        image = image_to_tensor(*self.dims[:2])(load_image(path))  # (C, H, W) uint8 0..255
+        scaled = image.float() * (self.max_value / 255)  # on the scale the splits are stored in (0..max_value),
+        scaled = scaled.round() if self.max_value > 1 else scaled  # whole levels above 1: a PNG'd digit comes back
+        x, _ = self.transform((scaled.unsqueeze(0), None), train=False)  # (1, C, H, W)
+        return x[0]
 
     def load_splits(self) -> dict[str, Split]:
         """Subclasses return {"train": ..., "val": ..., "test": ...} as (images, labels) tensors."""

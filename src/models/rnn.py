@@ -1,22 +1,26 @@
-"""A recurrent classifier that reads an image row by row (sequential-MNIST style)."""
+"""A recurrent classifier: an LSTM or GRU over a sequence, or over an image read row by row (sequential-MNIST style)."""
+
+from collections.abc import Sequence
 
 import torch
 from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence
 
 CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
 
 
-class RowRNN(nn.Module):
-    """LSTM or GRU over the rows of an image; the last hidden state feeds a linear classifier.
+class RNNClassifier(nn.Module):
+    """LSTM or GRU whose last hidden state feeds a linear classifier.
 
-    Each of the H rows is one time step whose features are the row's C * W pixels.
+    `input_shape` is one input's shape, from the data config: (T, D) sequences, each step D features (T may be
+    None: any length), or (C, H, W) images read row by row, each of the H rows one step of C * W features. Padded
+    sequences come with their lengths (B,), which keep the padding out of the recurrence.
     """
 
     def __init__(
         self,
-        in_channels: int,
+        input_shape: Sequence[int | None],
         num_classes: int,
-        image_size: int,
         cell: str = "lstm",
         hidden_size: int = 128,
         num_layers: int = 1,
@@ -26,8 +30,14 @@ class RowRNN(nn.Module):
         super().__init__()
         if cell not in CELLS:
             raise ValueError(f"Unknown RNN cell {cell!r}; valid choices: {sorted(CELLS)}")
+        if len(input_shape) not in (2, 3) or input_shape[-1] is None:
+            raise ValueError(
+                f"RNNClassifier reads (T, D) sequences or (C, H, W) images; data.input_shape is {list(input_shape)}"
+            )
+        self.images = len(input_shape) == 3
+        input_size = input_shape[0] * input_shape[2] if self.images else input_shape[1]  # features per step
         self.rnn = CELLS[cell](
-            input_size=in_channels * image_size,
+            input_size=input_size,
             hidden_size=hidden_size,
             num_layers=num_layers,
             batch_first=True,
@@ -39,15 +49,19 @@ class RowRNN(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(hidden_size * self.num_directions, num_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
-        rows = x.permute(0, 2, 1, 3).reshape(b, h, c * w)  # (B, T=H, C*W)
-        if rows.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        if self.images:
+            b, c, h, w = x.shape
+            x = x.permute(0, 2, 1, 3).reshape(b, h, c * w)  # (B, T=H, C*W)
+        steps: torch.Tensor | nn.utils.rnn.PackedSequence = x  # (B, T, D)
+        if lengths is not None:  # packed: each sequence's last state is at its own length, not at the padding's end
+            steps = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
             # oneDNN's bfloat16 LSTM/GRU needs AVX-512 and fails on other CPUs: the recurrence runs in float32 there.
             with torch.autocast("cpu", enabled=False):
-                _, state = self.rnn(rows.float())
+                _, state = self.rnn(steps.float())
         else:
-            _, state = self.rnn(rows)
+            _, state = self.rnn(steps)
         h_n = state[0] if isinstance(state, tuple) else state  # (layers * dirs, B, hidden)
-        last = h_n[-self.num_directions :].transpose(0, 1).reshape(b, -1)  # (B, dirs * hidden)
+        last = h_n[-self.num_directions :].transpose(0, 1).reshape(len(x), -1)  # (B, dirs * hidden)
         return self.classifier(self.dropout(last))  # (B, num_classes)
