@@ -10,7 +10,7 @@ import torch
 
 from src.machinery.checkpoints.files import AtomicCheckpointIO, read_checkpoint
 from src.train import Run, build, train
-from tests.conftest import compose_config
+from tests.conftest import compose_config, run_script
 
 # The whole digits set (17 steps an epoch), exact; seed 7 makes val/acc peak in epoch 2 (asserted where it matters).
 DIGITS = ["trainer=cpu", "logger=none", "seed=7", "trainer.deterministic=true", "callbacks.model_summary=null"]
@@ -64,6 +64,22 @@ def test_last_checkpoint_holds_the_final_state_whatever_the_validation(tmp_path,
     assert_last_checkpoint_is_the_final_state(run, tmp_path)
     epochs = sorted(p.name for p in (tmp_path / "checkpoints").glob("epoch_*.ckpt"))
     assert len(epochs) == (1 if "every" in validation[0] else 0)  # validation off: no best checkpoint at all
+
+
+def test_a_run_logs_no_weights_only_line_at_its_saves(tmp_path):
+    """Every save says which state it writes: left unset, Lightning logs "`weights_only` was not set, defaulting to
+    `False`" at each one (once an epoch for last.ckpt). Neither the console nor the run's log file has it."""
+    run_dir = tmp_path / "run"
+    short = ["trainer.max_epochs=3", "trainer.limit_train_batches=3", "trainer.limit_val_batches=2",
+             "trainer.limit_test_batches=2"]  # fmt: skip
+    done = run_script("train.py", "trainer=cpu", "logger=csv", *short, f"hydra.run.dir={run_dir}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    (log_file,) = run_dir.glob("*.log")
+    assert "epoch 3/3" in done.stdout + done.stderr  # the run's output is what was read
+    assert "Restoring states from the checkpoint" in log_file.read_text()  # the log file holds Lightning's INFO lines
+    for text in (done.stdout, done.stderr, log_file.read_text()):
+        assert "weights_only" not in text
+    assert read_checkpoint(run_dir / "checkpoints" / "last.ckpt")["optimizer_states"]  # still the full state
 
 
 class SaveRecorder(AtomicCheckpointIO):

@@ -79,6 +79,7 @@ def test_mlflow_run_matches_the_wandb_run_and_the_record_reproduces_it(repo_copy
     git(repo_copy, "commit", "-qm", "base")
     train_yaml = repo_copy / "conf" / "train.yaml"  # an uncommitted change, holding a secret by accident
     train_yaml.write_text(train_yaml.read_text() + f"# changed here, MY_TOKEN={MY_TOKEN} by mistake\n")
+    (repo_copy / "src" / "models" / "mine.py").write_text("class Mine:\n    pass\n")  # a new file, not git add-ed
     env = {"WANDB_API_KEY": FAKE_KEY, "MY_TOKEN": MY_TOKEN, "WANDB_MODE": "offline"}
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # the local store in the repository
     run = repo_copy / "outputs" / "run"
@@ -95,6 +96,7 @@ def test_mlflow_run_matches_the_wandb_run_and_the_record_reproduces_it(repo_copy
     assert {"torch", "lightning", "hydra-core", "wandb", "mlflow-skinny"} <= set(record["versions"])
     diff = (run / "git.diff").read_text()
     assert "+# changed here, MY_TOKEN=<redacted> by mistake" in diff and MY_TOKEN not in diff
+    assert record["git"]["untracked"] == ["src/models/mine.py"] and "+class Mine:" in diff
     (wandb_dir,) = (run / "wandb").glob("offline-run-*")
     summary, wandb_run = wandb_summary(wandb_dir), wandb_run_record(wandb_dir)
     config = {k: v for k, v in summary["config"].items() if k != "_wandb"}

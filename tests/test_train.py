@@ -40,7 +40,7 @@ def test_run_folder_holds_config_checkpoints_and_metrics(make_cfg, tmp_path):
     train(make_cfg(*FAST, "tags=[a,b]"))
     config = yaml.safe_load((tmp_path / "config.yaml").read_text())
     assert config["tags"] == ["a", "b"] and config["model"]["net"]["in_channels"] == 1
-    assert set(config["git"]) == {"commit", "dirty"}
+    assert set(config["git"]) - {"untracked_not_listed"} == {"commit", "dirty", "untracked"}
     checkpoints = sorted(p.name for p in (tmp_path / "checkpoints").glob("*.ckpt"))
     assert "last.ckpt" in checkpoints and len(checkpoints) == 2
     for name in checkpoints:  # plain tensors and containers only

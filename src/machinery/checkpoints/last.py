@@ -71,7 +71,9 @@ class LastCheckpoint(ModelCheckpoint):
         if trainer.global_step == self.saved_step:
             return path
         self.last_model_path = str(path)  # set before saving: it is part of the saved state
-        trainer.save_checkpoint(path)
+        # The full state (optimizer, loops, callbacks), said explicitly: left unset, Lightning logs "`weights_only` was
+        # not set" at every save.
+        trainer.save_checkpoint(path, weights_only=False)
         self.saved_step = trainer.global_step
         if trainer.is_global_zero:
             for logger in trainer.loggers:
@@ -101,5 +103,5 @@ def save_last_checkpoint(trainer: pl.Trainer) -> Path:
     if (last := find_last_checkpoint(trainer)) is not None:
         return last.save(trainer)
     path = last_checkpoint_path(trainer)
-    trainer.save_checkpoint(path)
+    trainer.save_checkpoint(path, weights_only=False)  # the full state, to resume from
     return path
