@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from src.machinery import git as git_module
-from src.machinery.git import git_diff, git_state
-from src.machinery.run_record import save_git_diff
+from src.machinery.tracking import git as git_module
+from src.machinery.tracking.git import git_diff, git_state
+from src.machinery.tracking.run_record import save_git_diff
 
 MY_TOKEN = "tok-" + "Zx81Qw72Er63Ty54"
 MODEL = 'import torch\n\n\nclass Mine(torch.nn.Module):\n    """A fork\'s own model."""\n'

@@ -60,10 +60,14 @@ def test_predict_twice_into_one_named_folder_refuses_the_second_and_keeps_the_fi
     second = run_script(*command)
     assert second.returncode == 1
     assert second.stderr.strip().splitlines() == [
-        f"Error: {out} already holds a run's outputs (.hydra, predictions.csv): name a new folder "
+        f"Error: {out} already holds a run's outputs (predictions.csv): name a new folder "
         "(hydra.run.dir=...), or leave hydra.run.dir out for a new dated one"
     ]
     assert digests(out) == kept  # not even Hydra's records of the first run were rewritten
+    failed = run_script(*command[:2], f"input={tmp_path / 'nothing'}", f"hydra.run.dir={tmp_path / 'failed'}")
+    assert failed.returncode == 1 and (tmp_path / "failed" / ".hydra").is_dir()  # a failed run: Hydra's records only
+    again = run_script(*command[:-1], f"hydra.run.dir={tmp_path / 'failed'}")
+    assert again.returncode == 0, again.stderr[-2000:]  # a folder of a failed run can be used again
     third = run_script(*command[:-1], f"hydra.run.dir={tmp_path / 'again'}")  # how to proceed, as the line says
     assert third.returncode == 0
     assert (tmp_path / "again" / "predictions.csv").read_bytes() == (out / "predictions.csv").read_bytes()

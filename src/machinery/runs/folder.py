@@ -60,8 +60,8 @@ def check_run_folder_argument(argv: Sequence[str]) -> None:
 
 
 # What eval.py and predict.py leave in their folder (and train.py in its own): a second run named into it would
-# overwrite or mix into them.
-OUTPUT_MARKERS = (".hydra", "config.yaml", "checkpoints", "csv", "predictions.csv", "unreadable.csv")
+# overwrite or mix into them. Hydra's records alone (.hydra/, a log) are a failed run's: that folder can be reused.
+OUTPUT_MARKERS = ("config.yaml", "checkpoints", "csv", "predictions.csv", "unreadable.csv")
 
 
 def check_unused_folder_argument(argv: Sequence[str]) -> None:

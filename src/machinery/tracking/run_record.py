@@ -101,7 +101,7 @@ def save_run_config(config: dict[str, Any], output_dir: str | Path) -> Path:
 @rank_zero_only
 def save_git_diff(config: dict[str, Any], output_dir: str | Path) -> Path | None:
     """When the tree was dirty, write its changes as `git.diff` in the run folder (credentials redacted): `git diff
-    HEAD`, and the untracked files in the code folders as new files (`src.machinery.git.git_diff`)."""
+    HEAD`, and the untracked files in the code folders as new files (`src.machinery.tracking.git.git_diff`)."""
     if not config.get("git", {}).get("dirty") or (diff := git_diff(config["paths"]["root_dir"])) is None:
         return None
     path = Path(output_dir) / "git.diff"
