@@ -7,23 +7,54 @@ import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics import MaxMetric, MeanMetric
+from torchmetrics import MaxMetric, Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
-SPLITS = ("train", "val", "test")
+
+
+class SampleMean(Metric):
+    """The mean over samples of per-batch mean values (a batch of n counts n times), non-finite batches left out.
+
+    torchmetrics' `MeanMetric(...).update(loss, weight=n)` computes the same mean, but its NaN check reads a value
+    back to the host at every update (a GPU sync a step), and with `nan_strategy="disable"` (torchmetrics 1.9) it
+    drops the weights; here every update stays on the device.
+    """
+
+    full_state_update = False
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.add_state("total", torch.tensor(0.0), dist_reduce_fx="sum")  # sum of value * n over finite batches
+        self.add_state("count", torch.tensor(0.0), dist_reduce_fx="sum")  # sum of n over finite batches
+
+    def update(self, value: torch.Tensor, n: int) -> None:
+        finite = value.isfinite()  # () bool, on the device: no host read
+        self.total += torch.where(finite, value, 0.0) * n
+        self.count += finite * n
+
+    def compute(self) -> torch.Tensor:
+        return self.total / self.count
 
 
 class ClassificationModule(pl.LightningModule):
     """Cross-entropy training, accuracy metrics and optimisation for any classifier network.
+
+    Metrics: `make_metrics` returns the metrics of every split, each `update(logits, labels)`; a MetricCollection per
+    split logs them as `train/<name>`, `val/<name>` and `test/<name>`. Adding one is one line there, e.g.
+    `"f1": MulticlassF1Score(num_classes, validate_args=False),` logs train/f1, val/f1 and test/f1 (or override
+    `make_metrics` in a subclass). Lightning computes them once an epoch, synchronises them across DDP ranks and
+    resets them; nothing is read back to the host per step. The mean losses (`train/loss_epoch`, `val/loss`,
+    `test/loss`), `val/acc_best` and the gap (`gap/acc`, `gap/loss`) are logged beside them; the last two need the
+    `acc` metric.
 
     Args:
         net: a network mapping a batch's inputs (images (B, C, H, W), sequences (B, T, D), features (B, F), ...) to
             logits (B, num_classes); a batch `(x, y, *extras)` passes its extras on: `net(x, *extras)` (lengths).
         optimizer: `optimizer(params)` builds the optimizer (a Hydra `_partial_`).
         scheduler: `scheduler(optimizer, total_steps=N)` builds a per-step LR schedule, or None.
-        num_classes: for the accuracy metrics.
+        num_classes: for the metrics.
         label_smoothing: cross-entropy label smoothing in [0, 1).
         compile: compile the network in place with `torch.compile` (checkpoint keys are unchanged).
         channels_last: keep conv weights and inputs in NHWC memory format (faster convs on GPUs and recent CPUs).
@@ -50,16 +81,30 @@ class ClassificationModule(pl.LightningModule):
         self.net = net
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
-        # One pattern for every split: accuracy and mean loss accumulate on the device and are read once an epoch
-        # (synchronised across DDP ranks by torchmetrics). average="micro": the share of images right (torchmetrics'
-        # default averages the classes' accuracies); validate_args=False: the checks cost more than the update.
-        for split in SPLITS:  # self.train_acc, self.train_loss, self.val_acc, ...
-            setattr(self, f"{split}_acc", MulticlassAccuracy(num_classes, average="micro", validate_args=False))
-            setattr(self, f"{split}_loss", MeanMetric())
+        # One pattern for every split: the metrics and the mean loss accumulate on the device and are logged as
+        # metric objects, which Lightning computes (synchronised across DDP ranks by torchmetrics) and resets once an
+        # epoch. Their states are not in checkpoints (torchmetrics' default): a resumed epoch counts from the resume.
+        metrics = MetricCollection(self.make_metrics(num_classes))
+        self.train_metrics = metrics.clone(prefix="train/")
+        self.val_metrics = metrics.clone(prefix="val/")
+        self.test_metrics = metrics.clone(prefix="test/")
+        self.train_loss, self.val_loss, self.test_loss = SampleMean(), SampleMean(), SampleMean()
         self.val_acc_best = MaxMetric()
         self._validated_epoch = -1  # the last epoch validated (not the sanity check): the gap needs its val/acc
         self._frozen = [module for prefix in freeze for module in self._freeze(prefix)]
         self.train()  # frozen layers in eval mode: Lightning restores each layer's own mode after validating
+
+    def make_metrics(self, num_classes: int) -> dict[str, Metric]:
+        """The metrics of every split by name, each updated with (logits (B, num_classes), labels (B,)): add one here.
+
+        average="micro": the share of images right (torchmetrics' default averages the classes' accuracies);
+        validate_args=False: the checks cost more than the update (and read values back to the host). An update that
+        reads the device costs a GPU sync every step: torchmetrics' per-class averages (macro F1, ...) count classes
+        with torch.bincount, which on CUDA reads a maximum back to the host; micro averages do not.
+        """
+        return {
+            "acc": MulticlassAccuracy(num_classes, average="micro", validate_args=False),  # val/acc_best, gap/acc
+        }
 
     def _freeze(self, prefix: str) -> list[nn.Module]:
         """Stop the gradients of the parameters under `prefix`; the modules under it, to keep in eval mode."""
@@ -102,25 +147,22 @@ class ClassificationModule(pl.LightningModule):
             logits = (logits + self(x.flip(3), *extras)) / 2
         return logits
 
-    def _step(self, batch: tuple[torch.Tensor, ...], split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """Loss and logits of a batch; the split's accuracy and mean loss take it in."""
+    def _step(
+        self, batch: tuple[torch.Tensor, ...], metrics: MetricCollection, mean_loss: SampleMean
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Loss and logits of a batch; the split's metrics and mean loss take it in."""
         x, y, *extras = batch  # inputs (B, ...), labels (B,), what else the network takes (lengths (B,), ...)
         logits = self._logits(x, *extras)  # (B, num_classes)
         loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
-        getattr(self, f"{split}_acc").update(logits.detach(), y)
-        getattr(self, f"{split}_loss").update(loss.detach(), weight=y.numel())
+        metrics.update(logits.detach(), y)
+        mean_loss.update(loss.detach(), y.numel())  # the epoch's loss: the mean over images, not over batches
         return loss, logits
 
-    def _epoch_metrics(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """The split's accuracy and mean loss over the epoch, then reset for the next one."""
-        acc, loss = getattr(self, f"{split}_acc"), getattr(self, f"{split}_loss")
-        values = acc.compute(), loss.compute()
-        acc.reset()
-        loss.reset()
-        return values
-
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
-        loss, _ = self._step(batch, "train")
+        loss, _ = self._step(batch, self.train_metrics, self.train_loss)
+        # Metric objects logged on_epoch only: Lightning keeps a reference each step and reads them at the epoch's end.
+        self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
+        self.log("train/loss_epoch", self.train_loss, on_step=False, on_epoch=True)
         # Logged only on the steps the loggers write: a logged value is read back to the host (a GPU sync) for
         # the progress bar on every step it is logged.
         if (self.global_step + 1) % (self.trainer.log_every_n_steps or 1) == 0:
@@ -128,14 +170,16 @@ class ClassificationModule(pl.LightningModule):
         return loss
 
     def on_train_epoch_end(self) -> None:
+        # Lightning computes the logged train/ metrics after this hook (and the callbacks' own on_train_epoch_end);
+        # the gap computes two of them here. compute() keeps its value, so Lightning logs (and, under DDP,
+        # synchronises) the same one without a second read.
         if not self.train_loss.update_called:
-            return
-        train_acc, train_loss = self._epoch_metrics("train")
-        self.log_dict({"train/acc": train_acc, "train/loss_epoch": train_loss})
+            return  # no training step this epoch
         val = self.trainer.callback_metrics
         if self.trainer.sanity_checking or self._validated_epoch != self.current_epoch or "val/acc" not in val:
             return  # no validation this epoch (check_val_every_n_epoch > 1)
         # The generalisation gap: both grow as the model overfits (training figures are the epoch's running ones).
+        train_acc, train_loss = self.train_metrics.compute()["train/acc"], self.train_loss.compute()
         self.log_dict({"gap/acc": train_acc - val["val/acc"], "gap/loss": val["val/loss"] - train_loss})
 
     def on_train_start(self) -> None:
@@ -143,23 +187,25 @@ class ClassificationModule(pl.LightningModule):
         self.val_acc_best.reset()
 
     def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
-        self._step(batch, "val")
+        self._step(batch, self.val_metrics, self.val_loss)
+        self.log_dict(self.val_metrics, on_step=False, on_epoch=True, prog_bar=True)
+        self.log("val/loss", self.val_loss, on_step=False, on_epoch=True)
 
     def on_validation_epoch_end(self) -> None:
-        acc, loss = self._epoch_metrics("val")
+        # Lightning computes (and logs) the val/ metrics after this hook: val/acc is computed here for its best,
+        # and kept for Lightning.
         if not self.trainer.sanity_checking:
             self._validated_epoch = self.current_epoch
-        self.val_acc_best(acc)
-        self.log("val/acc", acc, prog_bar=True)
-        self.log_dict({"val/loss": loss, "val/acc_best": self.val_acc_best.compute()})
+        if not self.val_loss.update_called:
+            return  # no validation batch
+        self.val_acc_best(self.val_metrics.compute()["val/acc"])
+        self.log("val/acc_best", self.val_acc_best.compute())  # a value: Lightning must not reset the best
 
     def test_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> dict[str, torch.Tensor]:
-        _, logits = self._step(batch, "test")
+        _, logits = self._step(batch, self.test_metrics, self.test_loss)
+        self.log_dict(self.test_metrics, on_step=False, on_epoch=True)
+        self.log("test/loss", self.test_loss, on_step=False, on_epoch=True)
         return {"preds": logits.argmax(dim=1)}  # (B,): for callbacks (confusion matrix, misclassified images)
-
-    def on_test_epoch_end(self) -> None:
-        acc, loss = self._epoch_metrics("test")
-        self.log_dict({"test/acc": acc, "test/loss": loss})
 
     def predict_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
         """Predicted class, softmax confidence and every class's probability of each input (and its label when the

@@ -190,7 +190,9 @@ def test_nothing_in_the_project_loads_checkpoints_unsafely():
     assert len(sources) > 20
     for source in sources:
         text = source.read_text()
-        assert "weights_only" + "=False" not in text, source
+        # `save_checkpoint(path, weights_only=False)` saves the whole training state: a save, not a load
+        loads = re.sub(r"save_checkpoint\([^)]*\)", "", text)
+        assert "weights_only" + "=False" not in loads, source
         for call in torch_load_calls(text):
             assert "weights_only=True" in call, f"{source}: {call}"
 

@@ -55,7 +55,8 @@ class LineProgress(ProgressBar):
             self._line(f"epoch {trainer.current_epoch} batch {batch_idx + 1}/{total}  {metrics}")
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        # Called before the module's own hook logs the epoch's train/ metrics: the line waits for them.
+        # Called before Lightning computes the epoch's train/ metrics (after every on_train_epoch_end hook): the line
+        # waits for them.
         epochs = f"{trainer.current_epoch + 1}/{trainer.max_epochs}" if trainer.max_epochs else trainer.current_epoch
         self._finished_epoch = f"epoch {epochs}  step {trainer.global_step}"
 

@@ -1,0 +1,63 @@
+"""ClassificationModule's metrics: one MetricCollection per split, logged by Lightning under fixed names."""
+
+import csv
+
+import pytest
+import torch
+from torchmetrics import MeanMetric, Metric
+from torchmetrics.classification import MulticlassF1Score
+
+from src.module import ClassificationModule, SampleMean
+from src.train import train
+from tests.conftest import FAST
+
+# What every run logs; a metric added in `make_metrics` adds its train/, val/ and test/ names.
+NAMES = {"train/acc", "val/acc", "test/acc", "train/loss", "train/loss_epoch", "val/loss", "test/loss"}
+NAMES |= {"val/acc_best", "gap/acc", "gap/loss"}
+
+
+class WithF1(ClassificationModule):
+    """The module with one more metric: the one line a project adds to `make_metrics`."""
+
+    def make_metrics(self, num_classes: int) -> dict[str, Metric]:
+        return {**super().make_metrics(num_classes), "f1": MulticlassF1Score(num_classes, validate_args=False)}
+
+
+def logged(run_dir) -> tuple[list[dict[str, float]], set[str]]:
+    """metrics.csv's rows (the values each holds) and every name logged."""
+    with open(run_dir / "csv" / "metrics.csv") as f:
+        rows = [{k: float(v) for k, v in row.items() if v} for row in csv.DictReader(f)]
+    return rows, {k for row in rows for k in row}
+
+
+def test_a_metric_added_in_one_line_is_logged_for_every_split(make_cfg, tmp_path):
+    metrics = train(make_cfg(*FAST, "trainer.max_epochs=2", f"model._target_={__name__}.WithF1"))
+    rows, names = logged(tmp_path)
+    assert NAMES | {"train/f1", "val/f1", "test/f1"} <= names
+    for name in ("train/f1", "val/f1"):  # once an epoch, beside the split's accuracy
+        assert [row["epoch"] for row in rows if name in row] == [0, 1]
+        assert [row["epoch"] for row in rows if name.replace("f1", "acc") in row] == [0, 1]
+    assert 0.5 < metrics["test/f1"] <= 1 and 0.5 < metrics["val/f1"] <= 1  # chance: 0.1
+    assert [row["epoch"] for row in rows if "test/f1" in row] == [2]
+
+
+def test_the_default_module_logs_the_same_names_as_before(make_cfg, tmp_path):
+    train(make_cfg(*FAST, "trainer.max_epochs=2"))
+    _, names = logged(tmp_path)
+    assert {n for n in names if n.startswith(("train/", "val/", "test/", "gap/"))} == NAMES
+
+
+def test_sample_mean_is_meanmetrics_weighted_mean_without_its_nonfinite_batches():
+    ours, theirs = SampleMean(), MeanMetric(nan_strategy="ignore")
+    for loss, n in [(0.5, 32), (2.0, 7), (float("nan"), 32), (1.25, 1), (float("inf"), 5)]:
+        ours.update(torch.tensor(loss), n)
+        if loss == loss and loss != float("inf"):  # MeanMetric's NaN check ignores NaN, not infinity
+            theirs.update(torch.tensor(loss), weight=n)
+    assert ours.compute() == pytest.approx(float(theirs.compute()), rel=1e-6)
+    assert ours.compute() == pytest.approx((0.5 * 32 + 2.0 * 7 + 1.25) / 40, rel=1e-6)
+
+
+def test_metric_states_stay_out_of_the_checkpoint():
+    """As before the MetricCollections: the state_dict holds the network only, so old checkpoints load."""
+    module = WithF1(net=torch.nn.Linear(4, 3), optimizer=torch.optim.SGD, num_classes=3)
+    assert set(module.state_dict()) == {"net.weight", "net.bias"}
