@@ -66,7 +66,9 @@ class TestFigures(Callback):
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.paths = {"test/confusion_matrix": draw_confusion_matrix(confusion, self.out_dir / "confusion_matrix.png")}
         if self.draw_input is not None and self.max_examples:
-            path = draw_misclassified(self.wrong, self.out_dir / "misclassified.png", self.draw_input)
+            names = [str(name) for name in getattr(trainer.datamodule, "class_names", None) or []]
+            names = names if len(names) == n else None
+            path = draw_misclassified(self.wrong, self.out_dir / "misclassified.png", self.draw_input, names)
             self.paths["test/misclassified"] = path
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
@@ -98,9 +100,11 @@ def draw_misclassified(
     wrong: list[tuple[np.ndarray, int, int]],
     path: Path,
     draw_input: Callable[[Any, np.ndarray], None],
+    class_names: list[str] | None = None,
     columns: int = 8,
 ) -> Path:
-    """A grid of misclassified examples titled `true -> predicted`, each drawn by `draw_input(ax, x)`."""
+    """A grid of misclassified examples titled `true -> predicted` (class names when given), each drawn by
+    `draw_input(ax, x)`."""
     from matplotlib.figure import Figure
 
     rows = max(1, -(-len(wrong) // columns))
@@ -110,7 +114,8 @@ def draw_misclassified(
         ax.axis("off")
     for ax, (example, label, pred) in zip(axes, wrong, strict=False):
         draw_input(ax, example)
-        ax.set_title(f"{label} -> {pred}", fontsize=8)
+        true, predicted = (class_names[label], class_names[pred]) if class_names else (label, pred)
+        ax.set_title(f"{true} -> {predicted}", fontsize=8)
     if not wrong:
         axes[0].text(0.5, 0.5, "no misclassified test examples", ha="center", va="center")
     fig.savefig(path, dpi=100)

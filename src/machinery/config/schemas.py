@@ -1,6 +1,7 @@
 """Typed schemas registered in Hydra's ConfigStore, and composition outside a Hydra app. A schema rejects a misspelt
 key or a wrong type while composing, and `check_value_ranges` an out-of-range number, both before torch is imported."""
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
+from omegaconf.errors import InterpolationKeyError
 
 from src.errors import ConfigValueError
 from src.machinery.runs.launch import register_launch_id_resolver
@@ -156,6 +158,25 @@ VALUE_RANGES: dict[str, Range] = {
 }
 
 
+def check_model_takes_the_data(cfg: DictConfig) -> None:
+    """A network reads from the data config what its inputs need (an image network `data.in_channels`): a data set
+    that does not give it is one line naming both choices, not an interpolation traceback when the run starts."""
+    if not isinstance(cfg.get("model"), DictConfig) or not isinstance(cfg.get("data"), DictConfig):
+        return
+    try:
+        OmegaConf.to_container(cfg.model, resolve=True)
+    except InterpolationKeyError as error:
+        missing = re.search(r"Interpolation key '([^']+)' not found", str(error))
+        key = missing.group(1) if missing else str(error).splitlines()[0]
+        choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
+        model, data = choices.get("model", "the model"), choices.get("data", "the data")
+        raise ConfigValueError(
+            f"model={model} reads {key}, which data={data} does not give: that network takes other inputs than "
+            f"data.input_shape={OmegaConf.select(cfg, 'data.input_shape')}; pick a model that reads what the data "
+            "gives (docs/extending.md: a task that is not images)"
+        ) from None
+
+
 def check_value_ranges(cfg: DictConfig, ranges: dict[str, Range] = VALUE_RANGES) -> None:
     """Raise `ConfigValueError` naming the first key whose value is outside its valid range (no torch import)."""
     for key, valid in ranges.items():
@@ -165,6 +186,7 @@ def check_value_ranges(cfg: DictConfig, ranges: dict[str, Range] = VALUE_RANGES)
         number = int if valid.integer else int | float
         if isinstance(value, bool) or not isinstance(value, number) or not valid.contains(value):
             raise ConfigValueError(f"{key}={value} is out of range: it must be {valid}")
+    check_model_takes_the_data(cfg)
     unbounded = OmegaConf.select(cfg, "trainer.max_epochs") == -1 and OmegaConf.select(cfg, "trainer.max_steps") == -1
     if unbounded and cfg.get("scheduler") is not None:  # the schedule is spread over the run's steps
         raise ConfigValueError(
