@@ -5,7 +5,6 @@ weights, a seed sweep compared with compare_runs.py --group-by, DDP on two CPU p
 one-line skip), and `make test` passing with the examples added. The files and lines each took are printed."""
 
 import csv
-import os
 import re
 import shutil
 import subprocess
@@ -17,6 +16,7 @@ import pytest
 import torch
 
 from tests.conftest import ROOT, repo_files, run_script
+from tests.test_housekeeping import environment_for_make
 from tests.test_readme import doc_steps
 
 pytestmark = pytest.mark.slow  # end-to-end runs in a copy: `make test-all` (CI)
@@ -184,12 +184,7 @@ def test_ddp_on_two_cpu_processes(fork, tmp_path, example):
 
 
 def test_make_test_passes_with_the_examples_added(fork, tmp_path):
-    (tmp_path / "venv" / "bin").mkdir(parents=True)  # an environment `make` accepts as set up, running this Python
-    (tmp_path / "venv" / "bin" / "python").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
-    (tmp_path / "venv" / "bin" / "python").chmod(0o755)
-    shutil.copy(ROOT / "requirements.txt", tmp_path / "venv" / ".requirements.txt")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "MAKE"))}
-    env.update(VENV=str(tmp_path / "venv"), OMP_NUM_THREADS="1", WANDB_MODE="offline")
+    env = environment_for_make(tmp_path / "venv")
     # the examples are in what make test runs: the MLP on every data set whose inputs it takes, and the wine table
     # with every network that reads what it gives (the image networks skip, naming data.in_channels)
     chosen = ["tests/test_models.py", "tests/test_configs.py", "-rA", "-k", "mlp or wine or vowels"]

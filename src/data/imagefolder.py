@@ -98,7 +98,7 @@ class ImageFolderDataModule(TensorDataModule):
         """Decode every image once (in parallel in `num_workers` processes) into whole-split tensors."""
         splits = {}
         for name, dataset in self._file_datasets().items():
-            loader = DataLoader(dataset, batch_size=1000, num_workers=self.num_workers)
+            loader = DataLoader(dataset, batch_size=1000, num_workers=self.serving.num_workers)
             images, labels = zip(*loader, strict=True)
             splits[name] = (torch.cat(images), torch.cat(labels))  # (N, C, H, W) uint8, (N,)
         log.info("Decoded %s into memory: %s", self.data_dir, {k: len(v[1]) for k, v in splits.items()})

@@ -9,18 +9,20 @@ How the splits reach the Trainer (loaders that resume mid-epoch, data kept on th
 from pathlib import Path
 from typing import Any
 
+import lightning.pytorch as pl
 import numpy as np
 import torch
+from torch.utils.data import Dataset
 
 from src.data.splits import check_folds, choose_images
 from src.errors import DataError
 from src.machinery.serving.augment import random_crop, random_flip
-from src.machinery.serving.in_memory import ServedDataModule, Split
+from src.machinery.serving.in_memory import InMemoryServing, Split
 
 __all__ = ["Split", "TensorDataModule"]
 
 
-class TensorDataModule(ServedDataModule):
+class TensorDataModule(pl.LightningDataModule):
     """Base class: subclasses return the splits from `load_splits`.
 
     Images are stored raw (uint8 or float, scaled by `max_value`) and normalised after they reach the device, where
@@ -48,7 +50,11 @@ class TensorDataModule(ServedDataModule):
         fold: int = 0,
         **serving,  # batch_size, eval_batch_size, num_workers, pin_memory, on_device
     ) -> None:
-        super().__init__(**serving)
+        super().__init__()
+        self.serving = InMemoryServing(**serving)  # how the splits reach the Trainer: the machinery's
+        self.on_device = self.serving.on_device
+        self.splits: dict[str, Split] = {}  # {"train": (images, labels), ...} as tensors (set by `setup`)
+        self.datasets: dict[str, Dataset] = {}  # or read item by item (a subclass that decodes files)
         if not 0 < train_fraction <= 1:
             raise ValueError(f"data.train_fraction={train_fraction} is not valid: use a number in (0, 1], e.g. 0.25")
         self.train_fraction = train_fraction
@@ -110,9 +116,7 @@ class TensorDataModule(ServedDataModule):
         splits = choose_images(self.load_splits(), self.classes, self.num_folds, self.fold, self.train_fraction)
         for name, (images, labels) in splits.items():
             self._check_split(name, images, labels)
-        self.splits = splits
-        if self.on_device:
-            self.place_on_device()
+        self.splits = self.serving.place_on_device(splits, self.trainer) if self.on_device else splits
 
     def _check_split(self, name: str, images: torch.Tensor, labels: torch.Tensor) -> None:
         """Fail early, naming the expected shape, when files do not match the config."""
@@ -140,3 +144,25 @@ class TensorDataModule(ServedDataModule):
 
     def on_after_batch_transfer(self, batch: Split, dataloader_idx: int) -> Split:
         return self.transform(batch, train=self.trainer is not None and self.trainer.training)
+
+    # Lightning's hooks, answered by the serving (the machinery): loaders that resume mid-epoch or data on the device
+    def train_dataloader(self) -> Any:
+        return self.serving.train_loader(self.splits, self.datasets, self.trainer)
+
+    def val_dataloader(self) -> Any:
+        return self.serving.loader("val", self.splits, self.datasets, self.trainer)
+
+    def test_dataloader(self) -> Any:
+        return self.serving.loader("test", self.splits, self.datasets, self.trainer)
+
+    def predict_dataloader(self) -> Any:
+        return self.test_dataloader()
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.serving.state_dict()  # where the next training batch comes from, in every checkpoint
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.serving.load_state_dict(state_dict)
+
+    def transfer_batch_to_device(self, batch: Split, device: torch.device, dataloader_idx: int) -> Split:
+        return self.serving.to_device(batch, device)

@@ -1,5 +1,6 @@
 """Serving in-memory splits to the Trainer: seeded loaders that resume mid-epoch, or batches sliced on the device,
-and the position in the epoch saved with every checkpoint. Data sets (`src/data/`) only say what the splits are."""
+and the position in the epoch saved with every checkpoint. A data module holds an `InMemoryServing` and hands it its
+splits; it says only what the splits are."""
 
 from collections.abc import Callable
 from typing import Any
@@ -39,9 +40,11 @@ def keep_batch(batch: Split) -> Split:
     return batch
 
 
-class ServedDataModule(pl.LightningDataModule):
-    """Serves the splits `setup` makes: `self.splits` ({"train": (images, labels), ...}) as tensors, or `self.datasets`
-    read item by item; `on_device=True` slices batches on the device (no workers, no host-to-device copy per step)."""
+class InMemoryServing:
+    """How a data module's splits reach the Trainer, used by composition (the data module's Lightning hooks call it):
+    `splits` ({"train": (images, labels), ...}) as tensors, or `datasets` read item by item; `on_device=True` slices
+    batches on the device (no workers, no host-to-device copy per step). The training loader resumes mid-epoch: its
+    position is in the data module's `state_dict`."""
 
     def __init__(
         self,
@@ -51,35 +54,33 @@ class ServedDataModule(pl.LightningDataModule):
         pin_memory: bool = False,
         on_device: bool = False,
     ) -> None:
-        super().__init__()
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers = num_workers
         self.pin_memory = pin_memory
         self.on_device = on_device
-        self.splits: dict[str, Split] = {}
-        self.datasets: dict[str, Dataset] = {}
         self.shuffle_seed: int | None = None  # drawn once, by `_agreed_shuffle_seed`
         self._train_loader: ResumableDataLoader | DeviceBatches | None = None
         self._resume_position: dict | None = None  # from a checkpoint, for the next training loader
 
-    def place_on_device(self) -> None:
-        """Copy every split to the device the Trainer chose."""
-        trainer = self.trainer
+    def place_on_device(self, splits: dict[str, Split], trainer: pl.Trainer | None) -> dict[str, Split]:
+        """Every split copied to the device the Trainer chose."""
         if trainer is None:
             raise RuntimeError("data.on_device=true needs a Trainer: the device is the Trainer's choice")
         device = trainer.strategy.root_device
-        self.splits = {name: (x.to(device), y.to(device)) for name, (x, y) in self.splits.items()}
+        return {name: (x.to(device), y.to(device)) for name, (x, y) in splits.items()}
 
-    def _agreed_shuffle_seed(self) -> int:
+    def _agreed_shuffle_seed(self, trainer: pl.Trainer | None) -> int:
         """The training shuffle's seed: drawn once from torch's RNG (so it follows `seed`), rank 0's on every rank."""
         if self.shuffle_seed is None:
             seed = int(torch.randint(0, 2**31 - 1, (1,)).item())
-            self.shuffle_seed = self.trainer.strategy.broadcast(seed) if self.trainer else seed
+            self.shuffle_seed = trainer.strategy.broadcast(seed) if trainer else seed
         return self.shuffle_seed
 
-    def _dataloader(self, dataset: Dataset, shuffle: bool, collate_fn: Callable | None = None) -> DataLoader:
-        """A DataLoader with this module's batch size (training or evaluation), workers and pinning."""
+    def _dataloader(
+        self, dataset: Dataset, shuffle: bool, trainer: pl.Trainer | None, collate_fn: Callable | None = None
+    ) -> DataLoader:
+        """A DataLoader with this serving's batch size (training or evaluation), workers and pinning."""
         common = {
             "collate_fn": collate_fn,
             "num_workers": self.num_workers,
@@ -88,27 +89,38 @@ class ServedDataModule(pl.LightningDataModule):
         }
         if not shuffle:
             return DataLoader(dataset, batch_size=self.eval_batch_size, **common)
-        rank, world_size = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
-        seed = self._agreed_shuffle_seed()
+        rank, world_size = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
+        seed = self._agreed_shuffle_seed(trainer)
         sampler = ResumableSampler(dataset, seed, rank, world_size)
         generator = torch.Generator().manual_seed(seed)  # worker seeds, without drawing from the global RNG
         return ResumableDataLoader(dataset, batch_size=self.batch_size, sampler=sampler, generator=generator, **common)
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader | DeviceBatches:
-        if split not in self.splits:
-            return self._dataloader(self.datasets[split], shuffle)
-        images, labels = self.splits[split]
+    def loader(
+        self,
+        split: str,
+        splits: dict[str, Split],
+        datasets: dict[str, Dataset],
+        trainer: pl.Trainer | None,
+        shuffle: bool = False,
+    ) -> DataLoader | DeviceBatches:
+        """The loader of one split (`splits` as tensors, else `datasets`)."""
+        if split not in splits:
+            return self._dataloader(datasets[split], shuffle, trainer)
+        images, labels = splits[split]
         if self.on_device:
             batch_size = self.batch_size if shuffle else self.eval_batch_size
-            rank, world_size = self.trainer.global_rank, self.trainer.world_size
-            seed = self._agreed_shuffle_seed() if shuffle else 0
+            rank, world_size = trainer.global_rank, trainer.world_size
+            seed = self._agreed_shuffle_seed(trainer) if shuffle else 0
             return DeviceBatches(images, labels, batch_size, shuffle, seed, rank, world_size)
-        return self._dataloader(TensorBatchDataset(images, labels), shuffle, collate_fn=keep_batch)
+        return self._dataloader(TensorBatchDataset(images, labels), shuffle, trainer, collate_fn=keep_batch)
 
-    def train_dataloader(self) -> DataLoader | DeviceBatches:
-        loader = self._loader("train", shuffle=True)
-        if self.trainer is not None:
-            loader.batches_per_epoch = lambda: self.trainer.num_training_batches
+    def train_loader(
+        self, splits: dict[str, Split], datasets: dict[str, Dataset], trainer: pl.Trainer | None
+    ) -> DataLoader | DeviceBatches:
+        """The training loader, shuffled, carrying on from a checkpoint's position when there is one."""
+        loader = self.loader("train", splits, datasets, trainer, shuffle=True)
+        if trainer is not None:
+            loader.batches_per_epoch = lambda: trainer.num_training_batches
         if self._resume_position is not None:
             loader.load_state_dict(self._resume_position)
             self._resume_position = None
@@ -116,22 +128,15 @@ class ServedDataModule(pl.LightningDataModule):
         return loader
 
     def state_dict(self) -> dict[str, Any]:
-        """Saved in every checkpoint: where the next training batch comes from (`src.machinery.serving.resumable`)."""
+        """Where the next training batch comes from (`src.machinery.serving.resumable`): the data module saves it in
+        every checkpoint."""
         return {"train_position": self._train_loader.state_dict()} if self._train_loader is not None else {}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._resume_position = state_dict.get("train_position")
 
-    def val_dataloader(self) -> DataLoader | DeviceBatches:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader | DeviceBatches:
-        return self._loader("test", shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader | DeviceBatches:
-        return self._loader("test", shuffle=False)
-
-    def transfer_batch_to_device(self, batch: Split, device: torch.device, dataloader_idx: int) -> Split:
-        # The batch is always an (images, labels) pair: skip Lightning's generic walk over collections.
+    @staticmethod
+    def to_device(batch: Split, device: torch.device) -> Split:
+        """The batch is always an (images, labels) pair: no need for Lightning's generic walk over collections."""
         images, labels = batch
         return images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
