@@ -186,7 +186,6 @@ def check_value_ranges(cfg: DictConfig, ranges: dict[str, Range] = VALUE_RANGES)
         number = int if valid.integer else int | float
         if isinstance(value, bool) or not isinstance(value, number) or not valid.contains(value):
             raise ConfigValueError(f"{key}={value} is out of range: it must be {valid}")
-    check_model_takes_the_data(cfg)
     unbounded = OmegaConf.select(cfg, "trainer.max_epochs") == -1 and OmegaConf.select(cfg, "trainer.max_steps") == -1
     if unbounded and cfg.get("scheduler") is not None:  # the schedule is spread over the run's steps
         raise ConfigValueError(
@@ -209,6 +208,7 @@ def check_value_ranges(cfg: DictConfig, ranges: dict[str, Range] = VALUE_RANGES)
             f"resume=true and ckpt_path={cfg.ckpt_path} both given: resume=true continues this run folder's "
             "checkpoints/last.ckpt; ckpt_path=<file> starts from another run's checkpoint"
         )
+    check_model_takes_the_data(cfg)  # last: it resolves the model's config, which the checks above make safe
 
 
 _ABSENT = object()
