@@ -78,6 +78,10 @@ def fork(tmp_path_factory) -> Path:
             lines[step.path] = len(step.text.splitlines())
         assert sorted(lines) == example.files
         print(f"the {name} example: {len(lines)} new files, {sum(lines.values())} lines ({lines}); no file edited")
+    # a fork is a git repository that commits its new files (the run record and make test read git)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    for command in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "the examples added"]):
+        subprocess.run([*git, *command], cwd=copy, check=True, capture_output=True)
     return copy
 
 

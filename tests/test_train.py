@@ -69,7 +69,7 @@ def test_eval_reproduces_the_test_accuracy_and_writes_predictions(make_cfg, tmp_
     "data,message",
     [
         ("data=digits", r"data: 10 classes, but .*last.ckpt's network predicts 5: test it on data of at most 5"),
-        ("data=synthetic", r"data: images of shape \(3, 32, 32\) do not fit .*last.ckpt's network \(Given groups"),
+        ("data=synthetic", r"data: inputs of shape \(3, 32, 32\) do not fit .*last.ckpt's network \(Given groups"),
     ],
 )
 def test_eval_on_other_data_that_does_not_fit_the_network_is_one_line(make_cfg, tmp_path, data, message):
