@@ -1,5 +1,6 @@
 """predict(cfg): name the class of new inputs (image files, or whatever the run's data module reads) with a training
-run's checkpoint. The data module reads each file (`read_input(path)`), as the network takes it."""
+run's checkpoint. The data module reads each file (`read_input(path)`, or `read_inputs(path)` for a file of several
+inputs), as the network takes it, with the state the checkpoint stored for it (e.g. its normalisation)."""
 
 import glob
 import logging
@@ -40,22 +41,28 @@ def predict(cfg: DictConfig) -> Path:
     trained, module, checkpoint = load_module(cfg.ckpt_path)
     # The run's data module knows its inputs (images: size, channels, scale and normalisation); it reads no data.
     datamodule = instantiate_node(trained.data)
-    if not callable(read_input := getattr(datamodule, "read_input", None)):
+    if state := checkpoint.get(type(datamodule).__qualname__):  # what Lightning saved of it: e.g. its normalisation
+        datamodule.load_state_dict(state)
+    read_inputs = getattr(datamodule, "read_inputs", None)  # a file of several inputs (a .ts file of series)
+    if not callable(read_inputs) and not callable(read_input := getattr(datamodule, "read_input", None)):
         raise DataError(
             f"{type(datamodule).__name__} (the data of {cfg.ckpt_path}) has no read_input(path): predict.py cannot "
             "read new inputs for it; give the data module one (docs/extending.md)"
         )
+    if not callable(read_inputs):
+        read_inputs = lambda path: [read_input(path)]  # noqa: E731 - one input a file
     names = checkpoint.get("class_names") or list(datamodule.class_names)  # older checkpoints: the data module's
     if not isinstance(names, list) or len(names) != datamodule.num_classes:
         raise CheckpointError(f"checkpoint {cfg.ckpt_path}: class_names is not a list of {datamodule.num_classes}")
     if not isinstance(cfg.top_k, int) or cfg.top_k < 1:
         raise ConfigValueError(f"top_k={cfg.top_k} is not valid: use a whole number of at least 1")
     k = min(cfg.top_k, len(names))  # a run of 2 classes lists 2
-    read, inputs, unreadable = [], [], []
+    read, inputs, unreadable = [], [], []  # read: (file, index in the file) of each input
     for path in files:
         try:
-            inputs.append(read_input(path))  # one input as the network takes it, e.g. (C, H, W) normalised
-            read.append(path)
+            found = read_inputs(path)  # inputs as the network takes them, e.g. (C, H, W) normalised
+            inputs += found
+            read += [(path, index) for index in range(len(found))]
         except DataError as error:
             log.warning("Skipped: %s", error)
             unreadable.append([str(path), str(error)])
@@ -72,12 +79,13 @@ def predict(cfg: DictConfig) -> Path:
     trainer = instantiate_trainer(cfg.trainer, logger=False, callbacks=instantiate_group(cfg.get("callbacks")))
     batches = trainer.predict(module, dataloaders=loader)
     top = torch.cat([b["probabilities"] for b in batches]).float().topk(k, dim=1)  # (N, k) each
-    header = ["file", "prediction", "confidence"]
+    several = len(read) > len({path for path, _ in read})  # a file held several inputs: rows say which one
+    header = ["file", *(["index"] if several else []), "prediction", "confidence"]
     header += [f"top{i}{part}" for i in range(1, k + 1) for part in ("", "_probability")]
     rows = []
-    for path, classes, probabilities in zip(read, top.indices.tolist(), top.values.tolist(), strict=True):
+    for (path, index), classes, probabilities in zip(read, top.indices.tolist(), top.values.tolist(), strict=True):
         pairs = [item for c, p in zip(classes, probabilities, strict=True) for item in (names[c], p)]
-        rows.append([str(path), names[classes[0]], probabilities[0], *pairs])
+        rows.append([str(path), *([index] if several else []), names[classes[0]], probabilities[0], *pairs])
     written = write_csv(output_dir / "predictions.csv", header, rows)
     log.info("Wrote %d predictions to %s", len(rows), written)
     return written
