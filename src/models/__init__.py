@@ -1,1 +1,2 @@
-"""Plain `nn.Module` networks: image batches (B, C, H, W) in, logits (B, num_classes) out."""
+"""Plain `nn.Module` networks: images (B, C, H, W) or padded sequences (B, T, D) with their lengths in, logits
+(B, num_classes) out."""
