@@ -35,15 +35,31 @@ def masked_batch_norm(norm: nn.BatchNorm1d, h: torch.Tensor, lengths: torch.Tens
     """`norm` over h (B, C, T), padded steps zero in the result; in training its statistics (and running ones)
     come from the valid steps only, so the amount of padding in a batch never moves them.
 
-    `norm` stays a plain BatchNorm1d called on a tensor, so DDP's SyncBatchNorm conversion keeps working.
+    The statistics are masked sums, not a gather of the valid steps: nothing is read back to the host (a boolean
+    index would wait for the GPU at every layer of every step). A SyncBatchNorm (DDP's `sync_batchnorm`) gathers
+    the valid steps and syncs them across ranks itself.
     """
     if lengths is None:
         return norm(h)  # (B, C, T)
-    if not norm.training:  # running statistics: the same affine map at every step
+    if not norm.training and norm.track_running_stats:  # running statistics: one affine map at every step
         return mask_padding(norm(h), lengths)  # (B, C, T)
     mask = step_mask(lengths.to(h.device), h.shape[-1])  # (B, T)
-    steps = h.transpose(1, 2)  # (B, T, C)
-    # Boolean indexing reads the mask's count back to the host (a sync on a GPU), once per call.
-    normed = norm(steps[mask])  # (N valid steps, C): batch norm over the valid steps alone
-    out = normed.new_zeros(steps.shape).masked_scatter(mask[..., None], normed)  # (B, T, C)
-    return out.transpose(1, 2)  # (B, C, T)
+    if isinstance(norm, nn.SyncBatchNorm):
+        steps = h.transpose(1, 2)  # (B, T, C)
+        normed = norm(steps[mask])  # (N valid steps, C)
+        return normed.new_zeros(steps.shape).masked_scatter(mask[..., None], normed).transpose(1, 2)  # (B, C, T)
+    weights = mask[:, None, :].to(h.dtype)  # (B, 1, T)
+    count = weights.sum()  # valid steps in the batch
+    mean = (h * weights).sum((0, 2)) / count  # (C,)
+    var = ((h - mean[:, None]) ** 2 * weights).sum((0, 2)) / count  # (C,) biased, as batch norm normalises
+    if norm.training and norm.track_running_stats:
+        with torch.no_grad():
+            norm.num_batches_tracked.add_(1)
+            momentum = norm.momentum if norm.momentum is not None else 1.0 / norm.num_batches_tracked.item()
+            unbiased = var * count / (count - 1).clamp(min=1)
+            norm.running_mean.lerp_(mean.to(norm.running_mean.dtype), momentum)
+            norm.running_var.lerp_(unbiased.to(norm.running_var.dtype), momentum)
+    out = (h - mean[:, None]) * torch.rsqrt(var[:, None] + norm.eps)  # (B, C, T)
+    if norm.affine:
+        out = out * norm.weight[:, None] + norm.bias[:, None]
+    return out * weights  # (B, C, T), padding zero
