@@ -125,7 +125,8 @@ def read_ts(path: str | Path) -> SeriesFile:
     header, series, labels = _Header(), [], []
     dims: int | None = None  # dimensions every series must have (declared, else the first series')
     length: int | None = None  # steps every series must have, when @equalLength true
-    for number, raw in enumerate(_lines(path), 1):
+    lines = _lines(path)
+    for number, raw in enumerate(lines, 1):
         line, where = raw.strip(), f"{path}:{number}"
         if not line or line.startswith("#"):
             continue
@@ -166,7 +167,9 @@ def read_ts(path: str | Path) -> SeriesFile:
         series.append(np.stack(values, axis=1))  # D x (T,) -> (T, D)
         labels.append(label)
     if "data" not in header.tags:
-        raise DataError(f"{path}: no @data line: the header must end with @data, then one series a line")
+        raise DataError(
+            f"{path}:{len(lines)}: no @data line by the end: the header must end with @data, then one series a line"
+        )
     return SeriesFile(series, labels, header.tags.get("classlabel"))  # type: ignore[arg-type]
 
 
