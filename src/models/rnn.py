@@ -4,13 +4,17 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from src.models.masking import masked_mean
 
 CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
+POOLS = ("last", "mean")
 
 
 class RNNClassifier(nn.Module):
-    """LSTM or GRU whose last hidden state feeds a linear classifier.
+    """LSTM or GRU whose last hidden state (`pool="last"`) or mean output over the valid steps (`pool="mean"`: every
+    step feeds the classifier, which helps on long series) feeds a linear classifier.
 
     `input_shape` is one input's shape, from the data config: (T, D) sequences, each step D features (T may be
     None: any length), or (C, H, W) images read row by row, each of the H rows one step of C * W features. Padded
@@ -26,10 +30,14 @@ class RNNClassifier(nn.Module):
         num_layers: int = 1,
         bidirectional: bool = False,
         dropout: float = 0.0,
+        pool: str = "last",
     ) -> None:
         super().__init__()
         if cell not in CELLS:
             raise ValueError(f"Unknown RNN cell {cell!r}; valid choices: {sorted(CELLS)}")
+        if pool not in POOLS:
+            raise ValueError(f"model.net.pool={pool!r} is not valid; valid choices: {list(POOLS)}")
+        self.pool = pool
         if len(input_shape) not in (2, 3) or input_shape[-1] is None:
             raise ValueError(
                 f"RNNClassifier reads (T, D) sequences or (C, H, W) images; data.input_shape is {list(input_shape)}"
@@ -59,9 +67,14 @@ class RNNClassifier(nn.Module):
         if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
             # oneDNN's bfloat16 LSTM/GRU needs AVX-512 and fails on other CPUs: the recurrence runs in float32 there.
             with torch.autocast("cpu", enabled=False):
-                _, state = self.rnn(steps.float())
+                outputs, state = self.rnn(steps.float())
         else:
-            _, state = self.rnn(steps)
-        h_n = state[0] if isinstance(state, tuple) else state  # (layers * dirs, B, hidden)
-        last = h_n[-self.num_directions :].transpose(0, 1).reshape(len(x), -1)  # (B, dirs * hidden)
-        return self.classifier(self.dropout(last))  # (B, num_classes)
+            outputs, state = self.rnn(steps)
+        if self.pool == "mean":
+            if lengths is not None:  # packed -> (B, T, dirs * hidden), zero past each length
+                outputs, _ = pad_packed_sequence(outputs, batch_first=True, total_length=x.shape[1])
+            features = masked_mean(outputs.transpose(1, 2), lengths)  # (B, dirs * hidden)
+        else:
+            h_n = state[0] if isinstance(state, tuple) else state  # (layers * dirs, B, hidden)
+            features = h_n[-self.num_directions :].transpose(0, 1).reshape(len(x), -1)  # (B, dirs * hidden)
+        return self.classifier(self.dropout(features))  # (B, num_classes)
