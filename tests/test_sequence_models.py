@@ -31,6 +31,7 @@ NETS = {
     "lstm-bi": lambda classes: RNNClassifier(SHAPE, classes, cell="lstm", hidden_size=16, bidirectional=True),
     "gru-bi": lambda classes: RNNClassifier(SHAPE, classes, cell="gru", hidden_size=16, bidirectional=True),
     "lstm-bi-mean": lambda classes: RNNClassifier(SHAPE, classes, hidden_size=16, bidirectional=True, pool="mean"),
+    "lstm-chunk3": lambda classes: RNNClassifier((12, SHAPE[1]), classes, hidden_size=16, max_steps=4),  # 3 a step
 }
 CONV_NETS = [name for name in NETS if name.startswith(("fcn", "resnet1d"))]
 LENGTHS = [5, 9, 1, 12, 2]
@@ -111,7 +112,7 @@ def separable_batch(size: int, generator: torch.Generator) -> tuple[torch.Tensor
     return pad_sequence(series, batch_first=True), y, lengths
 
 
-@pytest.mark.parametrize("name", ["fcn", "resnet1d", "lstm", "gru", "gru-bi", "lstm-bi-mean"])
+@pytest.mark.parametrize("name", ["fcn", "resnet1d", "lstm", "gru", "gru-bi", "lstm-bi-mean", "lstm-chunk3"])
 def test_each_network_learns_a_separable_task(name):
     net = build(name, classes=2)
     generator = torch.Generator().manual_seed(0)
