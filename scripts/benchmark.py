@@ -17,6 +17,7 @@ DIR/speedup.png (speed-up over fp32 on the CPU) at the end.
 
 import argparse
 import csv
+import functools
 import itertools
 import os
 import statistics
@@ -24,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import asdict, dataclass, replace
@@ -36,7 +38,9 @@ import lightning.pytorch as pl  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
+from lightning.pytorch.callbacks import Callback  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
+from torchmetrics import Metric, MetricCollection  # noqa: E402
 from torchmetrics.classification import MulticlassAccuracy  # noqa: E402
 
 from src.callbacks.throughput import ThroughputMonitor  # noqa: E402
@@ -228,6 +232,207 @@ def lightning_defaults_samples_per_s(spec: Spec, warmup: int, steps: int, extra:
         return monitor.median_samples_per_s
 
 
+# The parts of a training step the plain loop has too; the others are the template's (and Lightning's) own work.
+SHARED_PARTS = ("data loading", "forward (the network)", "backward", "optimizer step, zero_grad, LR")
+PER_STEP_HOOKS = (
+    "on_train_batch_start", "on_train_batch_end", "on_before_backward", "on_after_backward",
+    "on_before_optimizer_step", "on_before_zero_grad",
+)  # fmt: skip
+LIGHTNING_LOOP = "Lightning's loop (the rest)"
+
+
+class StepProfile(Callback):
+    """Where the time of each training step after `warmup_steps` goes, part by part (`--profile`).
+
+    Wrappers around each part read the wall clock as it starts and ends; a part called inside another takes its own
+    time out of the outer one (the forward inside `training_step`, the closure inside the optimizer step), so the
+    parts add up to the step. What no part takes is Lightning's own loop (its hook calls, its result collection and
+    progress-bar values, the closure's bookkeeping). Timed like ThroughputMonitor: from one step's
+    `on_train_batch_end` to the next, an epoch's first step left out. The wrappers cost about a microsecond each.
+    """
+
+    def __init__(self, warmup_steps: int) -> None:
+        self.warmup_steps = warmup_steps
+        self.parts: Counter[str] = Counter()  # seconds of each part over the timed steps
+        self.seconds = 0.0
+        self.steps = 0
+        self._pending: Counter[str] = Counter()  # the current step's
+        self._stack: list[str] = []
+        self._mark = 0.0
+        self._start: float | None = None
+        self._sync = False
+        self._undo: list[Callable[[], None]] = []
+        self._timed_classes: set[type] = set()
+
+    def _enter(self, part: str) -> None:
+        now = time.perf_counter()
+        if self._stack:
+            self._pending[self._stack[-1]] += now - self._mark
+        self._stack.append(part)
+        self._mark = now
+
+    def _leave(self) -> None:
+        now = time.perf_counter()
+        self._pending[self._stack.pop()] += now - self._mark
+        self._mark = now
+
+    def timed(self, part: str, function: Callable) -> Callable:
+        @functools.wraps(function)  # and its attributes: torch's LR scheduler marks the optimizer's step
+        def timed(*args, **kwargs):
+            self._enter(part)
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self._leave()
+
+        return timed
+
+    def wrap(self, owner: object, name: str, part: str) -> None:
+        """Time `owner.name` (an instance's attribute, or a class's) as `part` until training ends."""
+        original, own = getattr(owner, name), name in vars(owner)
+        setattr(owner, name, self.timed(part, original))
+        self._undo.append((lambda: setattr(owner, name, original)) if own else (lambda: delattr(owner, name)))
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._sync = trainer.strategy.root_device.type == "cuda"  # GPU work is asynchronous: steps end synchronised
+        datamodule = trainer.datamodule
+        for hook in ("transfer_batch_to_device", "on_after_batch_transfer"):
+            self.wrap(datamodule, hook, "data transfer and transform (the template's)")
+        self.wrap(pl_module.net, "forward", SHARED_PARTS[1])
+        self.wrap(pl_module, "training_step", "training_step (the loss and the rest)")
+        self.wrap(pl_module, "backward", SHARED_PARTS[2])
+        for module in pl_module.modules():
+            if isinstance(module, (Metric, MetricCollection)):
+                self.wrap(module, "update", "metrics (torchmetrics updates)")
+        for name in ("log", "log_dict"):
+            self.wrap(pl_module, name, "logging (self.log, the loggers)")
+        for logger in trainer.loggers:
+            for name in ("log_metrics", "save"):
+                self.wrap(logger, name, "logging (self.log, the loggers)")
+        for optimizer in trainer.optimizers:
+            self._wrap_step(optimizer)
+            self.wrap(type(optimizer), "zero_grad", SHARED_PARTS[3])  # Lightning calls it on its own wrapper class
+        for config in trainer.lr_scheduler_configs:
+            self.wrap(type(config.scheduler), "step", SHARED_PARTS[3])  # its instance's __dict__ goes in checkpoints
+        for callback in trainer.callbacks:
+            if callback is self:
+                continue
+            for hook in PER_STEP_HOOKS:
+                if getattr(type(callback), hook) is not getattr(Callback, hook):  # a hook it has: not a no-op
+                    self.wrap(callback, hook, f"callback {type(callback).__name__}")
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        # Lightning takes the first epoch's iterator before on_train_start: the loader is caught as it is made.
+        make_loader = trainer.datamodule.train_dataloader
+
+        def train_dataloader():
+            loader = make_loader()
+            self._time_batches(type(loader))
+            return loader
+
+        self.wrap(trainer.datamodule, "train_dataloader", SHARED_PARTS[0])  # for its undo; replaced just below
+        trainer.datamodule.train_dataloader = train_dataloader
+
+    def _time_batches(self, loader_class: type) -> None:
+        """Each batch the training loader's iterators hand out (a DataLoader's, or the batches kept on the device),
+        timed from the request to the batch; the class's `__iter__` is restored when training ends."""
+        if loader_class in self._timed_classes:
+            return
+        self._timed_classes.add(loader_class)
+        iterate = loader_class.__iter__
+
+        def timed_iter(loader):
+            batches = iterate(loader)
+            while True:
+                self._enter(SHARED_PARTS[0])
+                try:
+                    batch = next(batches)
+                except StopIteration:
+                    return
+                finally:
+                    self._leave()
+                yield batch
+
+        loader_class.__iter__ = timed_iter
+        self._undo.append(lambda: setattr(loader_class, "__iter__", iterate))
+
+    def _wrap_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """The optimizer's step, less the closure it runs (forward, backward and their hooks): the closure's own
+        bookkeeping is Lightning's loop."""
+        step = optimizer.step
+
+        @functools.wraps(step)
+        def step_with_timed_closure(closure=None, **kwargs):
+            return step(closure=self.timed(LIGHTNING_LOOP, closure) if closure is not None else None, **kwargs)
+
+        self.wrap(optimizer, "step", SHARED_PARTS[3])  # for its undo; the step itself, replaced just below
+        optimizer.step = self.timed(SHARED_PARTS[3], step_with_timed_closure)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        if self._sync:  # on a GPU the parts are the host's time, and what the GPU still had to do is a part of its own
+            self._enter("waiting for the GPU at the step's end")
+            torch.cuda.synchronize()
+            self._leave()
+        now = time.perf_counter()
+        if self._start is not None and trainer.global_step > self.warmup_steps:
+            self.parts.update(self._pending)
+            self.seconds += now - self._start
+            self.steps += 1
+        self._pending.clear()
+        self._start = now
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start = None  # epoch-end work is not a step's
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        while self._undo:
+            self._undo.pop()()
+
+    def table(self) -> list[tuple[str, float]]:
+        """(part, ms per step) from the largest, Lightning's loop (what no part took) last."""
+        per_step = {part: 1000 * seconds / self.steps for part, seconds in self.parts.items()}
+        rest = 1000 * self.seconds / self.steps - sum(per_step.values())  # the closure's bookkeeping + the rest
+        loop = per_step.pop(LIGHTNING_LOOP, 0.0) + rest
+        return [*sorted(per_step.items(), key=lambda kv: -kv[1]), (LIGHTNING_LOOP, loop)]
+
+
+def profile(spec: Spec, warmup: int, steps: int, repeats: int) -> str:
+    """Where the template's time per step goes on `spec`, beside its overhead over the plain loop (both loops
+    unprofiled, alternating, in this process)."""
+    with tempfile.TemporaryDirectory() as out:
+        cfg = compose_config("train", overrides(spec, warmup + steps + 1), out)
+        parts = StepProfile(warmup)
+        run = build(cfg, callbacks=[parts], enable_model_summary=False)
+        run.trainer.fit(run.module, datamodule=run.datamodule)
+    template, plain = 0.0, 0.0
+    for _ in range(repeats):
+        template = max(template, lightning_samples_per_s(spec, warmup, steps))
+        plain = max(plain, pytorch_samples_per_s(spec, warmup, steps))
+    template_ms, plain_ms = 1000 * spec.batch_size / template, 1000 * spec.batch_size / plain
+    profiled_ms = 1000 * parts.seconds / parts.steps
+    row = format_row({**asdict(spec), "loop": "lightning", "samples_per_s": template})
+    lines = [
+        f"Profile of the template's training step: {row}",
+        f"{parts.steps} steps timed part by part (mean ms a step; a part called inside another takes its own time "
+        "out of it)",
+        "",
+        "| part | ms a step | share | in the plain loop too |",
+        "|---|---|---|---|",
+    ]
+    for part, ms in parts.table():
+        shared = "yes" if part in SHARED_PARTS else ("the loss" if part.startswith("training_step") else "no")
+        lines.append(f"| {part} | {ms:.3f} | {ms / profiled_ms:.0%} | {shared} |")
+    ours = sum(ms for part, ms in parts.table() if part not in SHARED_PARTS)
+    lines += [
+        f"| **step, profiled** | {profiled_ms:.3f} | 100% | |",
+        "",
+        f"Unprofiled, median step, best of {repeats} alternating runs: template {template_ms:.3f} ms, plain loop "
+        f"{plain_ms:.3f} ms: overhead {template_ms - plain_ms:+.3f} ms a step ({plain / template:.2f}x the plain "
+        f"loop's time); the parts the plain loop does not have take {ours:.3f} ms a step here.",
+    ]
+    return "\n".join(lines)
+
+
 LOOPS = {
     "lightning": lightning_samples_per_s,
     "pytorch": pytorch_samples_per_s,
@@ -276,6 +481,12 @@ def add_ratios(rows: list[dict]) -> None:
     for r in rows:
         plain = by_key.get((key(r), "pytorch"))
         r["lightning_over_pytorch"] = round(r["samples_per_s"] / plain, 3) if r["loop"] != "pytorch" and plain else ""
+        # The same pair per step: the median step's time, this loop's minus the plain loop's, in milliseconds.
+        r["overhead_ms_per_step"] = (
+            round(1000 * r["batch_size"] * (1 / r["samples_per_s"] - 1 / plain), 3)
+            if r["loop"] != "pytorch" and plain
+            else ""
+        )
         plain_fp32 = by_key.get(
             (key(r, precision="32", compile=False, channels_last=False, data="dataloader", devices=1), r["loop"])
         )
@@ -302,6 +513,7 @@ COLUMNS = [
     "loop",
     "samples_per_s",
     "lightning_over_pytorch",
+    "overhead_ms_per_step",
     "speedup_vs_fp32_dataloader",
     "speedup_vs_cpu_fp32",
 ]
@@ -369,6 +581,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--gpu-table", action="store_true",
         help="ResNet-18 at 32x32, batch 512, on --device: fp32 + DataLoader, then + bf16, + channels_last, "
         "+ data on the device, + compile (with --batch-sizes, --warmup, --steps, --repeats, --set as given)",
+    )  # fmt: skip
+    p.add_argument(
+        "--profile", action="store_true",
+        help="where the template's time per step goes (Lightning's loop, each callback, logging, metrics, forward, "
+        "backward, optimizer, data) for each configuration of the grid, beside its overhead over the plain loop; "
+        "e.g. --profile --models rnn --dataset digits --batch-sizes 64",
     )  # fmt: skip
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="train.py overrides for every run")
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
@@ -443,6 +661,12 @@ def main(argv: list[str] | None = None) -> None:
         def loops_for(spec: Spec) -> list[str]:
             return args.loops
 
+    if args.profile:
+        reports = [profile(spec, args.warmup, args.steps, args.repeats) for spec in specs]
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "profile.md").write_text("\n\n".join(reports) + "\n")
+        print("\n\n".join(reports) + f"\n\nwrote {args.out}/profile.md")
+        return
     start = time.perf_counter()
     rows = measure(specs, loops_for, steps_for, args.repeats, lambda rows: write_tables(rows, args.out, args.threads))
     write_outputs(rows, args.out, args.threads)

@@ -9,12 +9,15 @@ packages of that folder that are not installed yet (scripts/gpu_wheels.sh prepar
 and never touches what is installed. W&B is not needed: every run logs to CSV. Sections, cheapest and most
 telling first, each in its own process with a time limit:
   1. the `gpu`-marked tests;
-  2. the benchmark's GPU table: ResNet-18 at 32x32, batch 512, fp32 with a DataLoader, then + bf16,
+  2. host syncs: 50 training steps of the default configuration under `torch.cuda.set_sync_debug_mode("warn")`,
+     the synchronising calls per step and where each comes from, the template's and Lightning's
+     (scripts/sync_count.py; CUDA-only: a dry run trains the same steps and counts host reads instead);
+  3. the benchmark's GPU table: ResNet-18 at 32x32, batch 512, fp32 with a DataLoader, then + bf16,
      + channels_last, + data on the device, + compile, each against the plain PyTorch loop with the same settings;
-  3. `experiment=cifar10_fast` on CIFAR-10 from CIFAR10_DIR (a JPEG tree train/<class>/*.jpg + test/, the
+  4. `experiment=cifar10_fast` on CIFAR-10 from CIFAR10_DIR (a JPEG tree train/<class>/*.jpg + test/, the
      train.tar.gz + test.tar.gz archives of one, or torchvision's cifar-10-batches-py), with its test accuracy and
      the wall time from process start;
-  4. with more than one GPU, DDP scaling on 1, 2, 4, ... GPUs.
+  5. with more than one GPU, DDP scaling on 1, 2, 4, ... GPUs.
 Each run writes into a new folder, gpu-check/<date>_<time>/ (GPU_CHECK_OUT=dir: under dir), and points the link
 gpu-check/latest at it, so a rerun (the one that counts after a fix) starts clean and the earlier figures stay. Every
 figure goes to results.csv and results.md there as soon as it is measured, so a run cut short keeps what it
@@ -25,6 +28,7 @@ sets the seconds shared among the sections (default 480).
 import argparse
 import csv
 import importlib.metadata
+import json
 import os
 import re
 import subprocess
@@ -177,6 +181,38 @@ def gpu_tests(results: Results, out: Path, env: dict[str, str], timeout: float) 
     results.add("gpu tests", "all", f"{seconds:.0f} s", outcome(code, seconds, out / "gpu_tests.log"))
 
 
+SYNC_STEPS = 50
+
+
+def host_syncs(results: Results, out: Path, env: dict[str, str], timeout: float, dry: bool) -> None:
+    """Section 2: the synchronising calls of 50 training steps of the default configuration, per step, by source."""
+    folder = out / "syncs"
+    command = [sys.executable, "scripts/sync_count.py", "--steps", str(SYNC_STEPS), "--out", str(folder), "logger=csv"]
+    code, seconds = run(command, timeout, out / "syncs.log", env)
+    report = folder / "syncs_rank0.json"
+    record = json.loads(report.read_text()) if report.is_file() else None
+    item = f"CUDA syncs per training step ({SYNC_STEPS} steps, default config)"
+    if record is not None and record["counts"].startswith("CUDA"):
+        kind = "sync"
+        per_step = record["per_step"]
+        note = f"template {per_step['template']:.2f}, Lightning's loop {per_step['lightning']:.2f}, other "
+        note += f"{per_step['other']:.2f}; steps with a sync by the template: {len(record['steps_with']['template'])}"
+        results.add("host syncs", item, f"{sum(per_step.values()):.2f}", note)
+    else:  # a dry run on the CPU: nothing waits there; the same steps count the reads that would be syncs
+        kind = "read"
+        results.add("host syncs", item, "not measured", "CUDA-only (set_sync_debug_mode): a dry run on the CPU")
+        if record is not None:
+            per_step = record["per_step"]
+            note = f"template {per_step['template']:.2f}, Lightning's loop {per_step['lightning']:.2f} (reads of "
+            note += "host tensors too: the optimizer's step counts)"
+            results.add("host syncs", "host reads per training step (CPU count)", f"{per_step['template']:.2f}", note)
+    for whose, calls in (record or {}).get("calls", {}).items():
+        for where, n in calls.items():
+            results.add("host syncs", f"{whose}: {where}", f"{n / record['steps']:.2f} a step", f"{n} {kind}s")
+    note = outcome(code, seconds, out / "syncs.log")
+    results.add("host syncs", f"{SYNC_STEPS} training steps", f"{seconds:.0f} s", note)
+
+
 def benchmark_rows(results: Results, section: str, table: Path) -> None:
     """One row per measured configuration of a benchmark.csv."""
     if not table.is_file():
@@ -189,13 +225,15 @@ def benchmark_rows(results: Results, section: str, table: Path) -> None:
             note = []
             if r["lightning_over_pytorch"]:
                 note.append(f"{r['lightning_over_pytorch']} of the plain loop")
+            if r.get("overhead_ms_per_step"):
+                note.append(f"{float(r['overhead_ms_per_step']):+.2f} ms a step")
             if r["speedup_vs_fp32_dataloader"]:
                 note.append(f"{r['speedup_vs_fp32_dataloader']}x fp32+DataLoader")
             results.add(section, item, f"{r['samples_per_s']} samples/s", ", ".join(note))
 
 
 def gpu_table(results: Results, out: Path, env: dict[str, str], timeout: float, dry: bool) -> None:
-    """Section 2: the benchmark's GPU table, both loops side by side in one process."""
+    """Section 3: the benchmark's GPU table, both loops side by side in one process."""
     folder = out / "benchmark"
     sizes = ["--warmup", "10", "--steps", "30", "--repeats", "2"]
     if dry:  # a CPU, a narrow network, a few steps
@@ -240,7 +278,7 @@ def last_metrics(metrics_csv: Path) -> dict[str, float]:
 
 
 def cifar10_fast(results: Results, out: Path, env: dict, timeout: float, data: list[str], dry: bool) -> None:
-    """Section 3: the cifar10_fast recipe as a user runs it, timed from process start to exit."""
+    """Section 4: the cifar10_fast recipe as a user runs it, timed from process start to exit."""
     run_dir = out / "cifar10_fast"
     overrides = ["experiment=cifar10_fast", "logger=csv", f"hydra.run.dir={run_dir}", *data]
     if dry:  # the recipe's code paths on a CPU, with tiny sizes
@@ -259,7 +297,7 @@ def cifar10_fast(results: Results, out: Path, env: dict, timeout: float, data: l
 
 
 def ddp_scaling(results: Results, out: Path, env: dict[str, str], timeout: float, dry: bool) -> None:
-    """Section 4: samples/s on 1, 2, 4, ... GPUs (ResNet-18, bf16, channels_last, data on each device)."""
+    """Section 5: samples/s on 1, 2, 4, ... GPUs (ResNet-18, bf16, channels_last, data on each device)."""
     import torch
 
     gpus = torch.cuda.device_count()
@@ -335,11 +373,13 @@ def main(argv: list[str] | None = None) -> int:
 
     print("1. gpu-marked tests", flush=True)
     gpu_tests(results, args.out, env, left(0.25))
-    print("2. benchmark: ResNet-18, 32x32, batch 512", flush=True)
+    print(f"2. host syncs: {SYNC_STEPS} training steps of the default configuration", flush=True)
+    host_syncs(results, args.out, env, left(0.08), args.dry)
+    print("3. benchmark: ResNet-18, 32x32, batch 512", flush=True)
     gpu_table(results, args.out, env, left(0.35), args.dry)
-    print("3. cifar10_fast", flush=True)
+    print("4. cifar10_fast", flush=True)
     cifar10_fast(results, args.out, env, left(0.3), data, args.dry)
-    print("4. DDP scaling", flush=True)
+    print("5. DDP scaling", flush=True)
     ddp_scaling(results, args.out, env, left(0.1), args.dry)
     results.add("total", "wall time", f"{time.monotonic() - PROCESS_START:.0f} s")
 

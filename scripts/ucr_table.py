@@ -73,7 +73,8 @@ def main() -> None:
     with ThreadPoolExecutor(args.jobs) as pool:
         results = dict(zip(jobs, pool.map(lambda job: run(*job, args), jobs), strict=True))
     print(f"\n{len(jobs)} runs in {time.perf_counter() - started:.0f} s; {args.jobs} at once, {args.threads} thread(s)")
-    print(f"each; {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    machine = platform.processor() or platform.machine()
+    print(f"each; {machine}, {os.cpu_count()} cores, Python {platform.python_version()}")
     print(f"\n| data set | 1-NN | {' | '.join(args.experiments)} |")
     print(f"|---|---|{'---|' * len(args.experiments)}")
     for data in args.data:

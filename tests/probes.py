@@ -1,5 +1,6 @@
 """Callbacks tests add from the command line (`+callbacks.x._target_=tests.probes....`): to see what every DDP
-rank ran with, and to inject faults (a kill, a signal, a NaN, a failing rank) at a chosen step."""
+rank ran with, and to inject faults (a kill, a signal, a NaN, a failing rank) at a chosen step; and the module as it
+was before SampleMean (`model._target_=tests.probes.MeanMetricLosses`), to count its host reads."""
 
 import atexit
 import json
@@ -10,6 +11,9 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
+from torchmetrics import MeanMetric
+
+from src.module import ClassificationModule
 
 
 class RankProbe(Callback):
@@ -130,3 +134,13 @@ class FailRank(Callback):
         if self.action == "hang":
             time.sleep(3600)
         raise RuntimeError(f"injected failure on rank {self.rank} at step {self.step}")
+
+
+class MeanMetricLosses(ClassificationModule):
+    """The module before SampleMean (before commit 4081b2a): the epoch losses in torchmetrics' `MeanMetric`, updated
+    with `(loss, weight=n)` and its default `nan_strategy="warn"`, whose NaN check (`if nans.any() or
+    nans_weight.any()`) reads two values back to the host on every update."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()

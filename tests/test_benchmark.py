@@ -32,6 +32,12 @@ def test_benchmark_writes_one_row_per_configuration_and_loop(tmp_path):
     assert all(float(r["samples_per_s"]) > 0 for r in rows)
     ratios = [float(r["lightning_over_pytorch"]) for r in rows if r["loop"] == "lightning"]
     assert len(ratios) == 4 and all(x > 0 for x in ratios)
+    # the template's time per step minus the plain loop's, from the same pair of measurements
+    plain = {(r["model"], r["data"]): float(r["samples_per_s"]) for r in rows if r["loop"] == "pytorch"}
+    for r in (r for r in rows if r["loop"] == "lightning"):
+        step_ms = 1000 * 32 / float(r["samples_per_s"]) - 1000 * 32 / plain[r["model"], r["data"]]
+        assert float(r["overhead_ms_per_step"]) == pytest.approx(step_ms, abs=2e-3)
+    assert all(r["overhead_ms_per_step"] == "" for r in rows if r["loop"] == "pytorch")
     assert (tmp_path / "speedup.png").stat().st_size > 1000 and (tmp_path / "benchmark.md").exists()
 
 
@@ -47,3 +53,19 @@ def test_benchmark_skips_combinations_that_do_not_exist():
     assert not benchmark.valid(spec)  # channels_last without convolutions
     assert not benchmark.valid(replace(spec, channels_last=False, precision="16-mixed"))  # fp16 autocast: GPU only
     assert benchmark.valid(replace(spec, channels_last=False, precision="bf16-mixed"))
+
+
+def test_profile_says_where_the_templates_step_time_goes(tmp_path):
+    args = ["--profile", "--models", "cnn", "--dataset", "digits", "--batch-sizes", "16", "--warmup", "1"]
+    benchmark.main([*args, "--steps", "4", "--repeats", "1", "--out", str(tmp_path)])
+    text = (tmp_path / "profile.md").read_text()
+    print(text)
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines() if line.startswith("| ")]
+    ms = {row[0]: float(row[1]) for row in cells if row[0] not in ("part", "**step, profiled**")}
+    parts = {"forward (the network)", "backward", "optimizer step, zero_grad, LR", "data loading"}
+    parts |= {"metrics (torchmetrics updates)", "logging (self.log, the loggers)", benchmark.LIGHTNING_LOOP}
+    parts |= {"callback FiniteLoss", "callback LastCheckpoint", "callback Preemption"}
+    assert parts <= set(ms)
+    # Lightning's loop is the step's time that no part took: above zero, the parts never count a moment twice
+    assert all(value > 0 for value in ms.values()), ms
+    assert "overhead" in text and "plain loop" in text

@@ -26,7 +26,14 @@ class HideWandb:
             raise ModuleNotFoundError(f"No module named {name!r}")
 sys.meta_path.insert(0, HideWandb())
 """
-SECTIONS = ["1. gpu-marked tests", "2. benchmark", "3. cifar10_fast", "4. DDP scaling", "GPU check summary"]
+SECTIONS = [
+    "1. gpu-marked tests",
+    "2. host syncs",
+    "3. benchmark",
+    "4. cifar10_fast",
+    "5. DDP scaling",
+    "GPU check summary",
+]
 
 
 def check_dry_run(done: subprocess.CompletedProcess, out: Path) -> None:
@@ -38,7 +45,14 @@ def check_dry_run(done: subprocess.CompletedProcess, out: Path) -> None:
     with open(out / "results.csv") as f:
         rows = list(csv.DictReader(f))
     by_section = {section: [r for r in rows if r["section"] == section] for section in {r["section"] for r in rows}}
-    assert {"versions", "gpu tests", "benchmark", "cifar10_fast", "ddp", "total"} <= set(by_section)
+    assert {"versions", "gpu tests", "host syncs", "benchmark", "cifar10_fast", "ddp", "total"} <= set(by_section)
+    # the sync count is CUDA-only: not measured here, but the 50 steps ran, and counted the CPU's host reads
+    syncs = {r["item"]: r for r in by_section["host syncs"]}
+    assert syncs["CUDA syncs per training step (50 steps, default config)"]["value"] == "not measured"
+    assert "CUDA-only" in syncs["CUDA syncs per training step (50 steps, default config)"]["note"]
+    assert syncs["50 training steps"]["note"] == "ok"
+    assert float(syncs["host reads per training step (CPU count)"]["value"]) <= 0.1  # once per logging interval
+    assert any(item.startswith("template: ") for item in syncs)  # each source named
     # the gpu tests are found (and skip on a CPU); the ladder has both loops for all five settings
     assert any(r["item"].startswith("test_") for r in by_section["gpu tests"])
     ladder = [r for r in by_section["benchmark"] if "samples/s" in r["value"]]

@@ -4,11 +4,13 @@ import csv
 
 import pytest
 import torch
+import torch.nn.functional as F
+from lightning.pytorch.callbacks import Callback
 from torchmetrics import MeanMetric, Metric
 from torchmetrics.classification import MulticlassF1Score
 
 from src.module import ClassificationModule, SampleMean
-from src.train import train
+from src.train import build, train
 from tests.conftest import FAST
 
 # What every run logs; a metric added in `make_metrics` adds its train/, val/ and test/ names.
@@ -61,3 +63,59 @@ def test_metric_states_stay_out_of_the_checkpoint():
     """As before the MetricCollections: the state_dict holds the network only, so old checkpoints load."""
     module = WithF1(net=torch.nn.Linear(4, 3), optimizer=torch.optim.SGD, num_classes=3)
     assert set(module.state_dict()) == {"net.weight", "net.bias"}
+
+
+class NetOutputs(Callback):
+    """Every batch's logits, as the network gave them, and labels, per split (the sanity check left out)."""
+
+    def __init__(self) -> None:
+        self.split: str | None = None
+        self.logits: dict[str, list[torch.Tensor]] = {"train": [], "val": [], "test": []}
+        self.labels: dict[str, list[torch.Tensor]] = {"train": [], "val": [], "test": []}
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if not hasattr(self, "_hook"):
+            self._hook = pl_module.net.register_forward_hook(self._keep)
+
+    def _keep(self, net, inputs, logits: torch.Tensor) -> None:
+        if self.split is not None:
+            self.logits[self.split].append(logits.detach().double())  # (B, num_classes)
+
+    def _start(self, split: str, trainer, batch) -> None:
+        self.split = None if trainer.sanity_checking else split
+        if self.split is not None:
+            self.labels[split].append(batch[1])  # (B,)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        self._start("train", trainer, batch)
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._start("val", trainer, batch)
+
+    def on_test_batch_start(self, trainer, pl_module, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._start("test", trainer, batch)
+
+
+def test_epoch_losses_are_the_mean_over_samples_with_a_partial_last_batch(make_cfg):
+    """train/loss_epoch, val/loss and test/loss equal the mean of every sample's cross-entropy, computed here from
+    the network's own logits in float64; the last batch of each split is partial (drop_last=false), so a mean of
+    batch means differs (the check below shows by how much)."""
+    # 1,077 training digits in batches of 67: 16 full and one of 5; 360 val and 360 test in batches of 119: 3 + 3
+    cfg = make_cfg(*FAST, "trainer.max_epochs=1", "data.batch_size=67", "data.eval_batch_size=119")
+    outputs = NetOutputs()
+    run = build(cfg, callbacks=[outputs])
+    run.trainer.fit(run.module, datamodule=run.datamodule)
+    logged = dict(run.trainer.callback_metrics)
+    run.trainer.test(run.module, datamodule=run.datamodule)
+    logged["test/loss"] = run.trainer.callback_metrics["test/loss"]
+    sizes = {"train": ([67] * 16 + [5]), "val": [119] * 3 + [3], "test": [119] * 3 + [3]}
+    for split, name in (("train", "train/loss_epoch"), ("val", "val/loss"), ("test", "test/loss")):
+        labels = outputs.labels[split]
+        assert [len(y) for y in labels] == sizes[split]  # every sample once, the partial batch included
+        losses = [F.cross_entropy(x, y, reduction="none") for x, y in zip(outputs.logits[split], labels, strict=True)]
+        per_sample = torch.cat(losses).mean().item()
+        mean_of_batch_means = torch.stack([batch.mean() for batch in losses]).mean().item()
+        print(f"\n{name}: logged {float(logged[name]):.8f}, per-sample mean {per_sample:.8f}, "
+              f"mean of batch means {mean_of_batch_means:.8f}")  # fmt: skip
+        assert float(logged[name]) == pytest.approx(per_sample, rel=1e-6)
+        assert abs(mean_of_batch_means - per_sample) > 1e-3 * per_sample  # the test tells the two apart
