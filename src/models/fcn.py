@@ -40,12 +40,30 @@ class ConvNorm(nn.Module):
         return F.relu(h) if self.relu else h  # ReLU keeps the padding's zeros
 
 
-class FCN1D(nn.Module):
-    """Conv blocks (128, 256, 128 channels; kernels 8, 5, 3 by default), masked average pooling, dropout, linear.
+class PooledConvNet(nn.Module):
+    """Blocks over (B, C, T) that keep padded steps zero, then average pooling over each series' valid steps, dropout
+    and a linear classifier: the shape FCN1D and ResNet1D share.
 
     Takes (B, T, D) series, zero-padded to the batch's longest, with their lengths (B,) or none (every step valid);
     a series' logits are the same alone or in a padded batch (in eval mode).
     """
+
+    def __init__(self, blocks: list[nn.Module], width: int, num_classes: int, dropout: float) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(blocks)
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(width, num_classes)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        h = mask_padding(x.transpose(1, 2), lengths)  # (B, T, D) -> (B, D, T), padding zero whatever it held
+        for block in self.blocks:
+            h = block(h, lengths)  # (B, C, T)
+        pooled = masked_mean(h, lengths)  # (B, width)
+        return self.classifier(self.dropout(pooled))  # (B, num_classes)
+
+
+class FCN1D(PooledConvNet):
+    """Conv blocks (128, 256, 128 channels; kernels 8, 5, 3 by default), masked average pooling, dropout, linear."""
 
     def __init__(
         self,
@@ -55,22 +73,11 @@ class FCN1D(nn.Module):
         kernel_sizes: Sequence[int] = (8, 5, 3),
         dropout: float = 0.0,
     ) -> None:
-        super().__init__()
         features = sequence_features("FCN1D", input_shape)
         if not channels or len(channels) != len(kernel_sizes):
             raise ValueError(
                 f"FCN1D needs one kernel size per block: channels={list(channels)}, kernel_sizes={list(kernel_sizes)}"
             )
         pairs = pairwise([features, *channels])  # (in, out) channels of each block
-        self.blocks = nn.ModuleList(
-            ConvNorm(c_in, c_out, k) for (c_in, c_out), k in zip(pairs, kernel_sizes, strict=True)
-        )
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(channels[-1], num_classes)
-
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        h = mask_padding(x.transpose(1, 2), lengths)  # (B, T, D) -> (B, D, T), padding zero whatever it held
-        for block in self.blocks:
-            h = block(h, lengths)  # (B, C, T)
-        pooled = masked_mean(h, lengths)  # (B, channels[-1])
-        return self.classifier(self.dropout(pooled))  # (B, num_classes)
+        blocks = [ConvNorm(c_in, c_out, k) for (c_in, c_out), k in zip(pairs, kernel_sizes, strict=True)]
+        super().__init__(blocks, channels[-1], num_classes, dropout)

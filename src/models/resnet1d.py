@@ -8,8 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from src.models.fcn import ConvNorm, sequence_features
-from src.models.masking import mask_padding, masked_mean
+from src.models.fcn import ConvNorm, PooledConvNet, sequence_features
 
 
 class ResidualBlock(nn.Module):
@@ -33,12 +32,8 @@ class ResidualBlock(nn.Module):
         return F.relu(h + residual)  # (B, C_out, T): both terms zero at the padding
 
 
-class ResNet1D(nn.Module):
-    """Residual blocks (64, 128, 128 channels; kernels 8, 5, 3 in each), masked average pooling, dropout, linear.
-
-    Takes (B, T, D) series, zero-padded to the batch's longest, with their lengths (B,) or none (every step valid);
-    a series' logits are the same alone or in a padded batch (in eval mode).
-    """
+class ResNet1D(PooledConvNet):
+    """Residual blocks (64, 128, 128 channels; kernels 8, 5, 3 in each), masked average pooling, dropout, linear."""
 
     def __init__(
         self,
@@ -48,22 +43,11 @@ class ResNet1D(nn.Module):
         kernel_sizes: Sequence[int] = (8, 5, 3),
         dropout: float = 0.0,
     ) -> None:
-        super().__init__()
         features = sequence_features("ResNet1D", input_shape)
         if not channels or not kernel_sizes:
             raise ValueError(
                 f"ResNet1D needs at least one block and one convolution: channels={list(channels)}, "
                 f"kernel_sizes={list(kernel_sizes)}"
             )
-        self.blocks = nn.ModuleList(
-            ResidualBlock(c_in, c_out, kernel_sizes) for c_in, c_out in pairwise([features, *channels])
-        )
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(channels[-1], num_classes)
-
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        h = mask_padding(x.transpose(1, 2), lengths)  # (B, T, D) -> (B, D, T), padding zero whatever it held
-        for block in self.blocks:
-            h = block(h, lengths)  # (B, C, T)
-        pooled = masked_mean(h, lengths)  # (B, channels[-1])
-        return self.classifier(self.dropout(pooled))  # (B, num_classes)
+        blocks = [ResidualBlock(c_in, c_out, kernel_sizes) for c_in, c_out in pairwise([features, *channels])]
+        super().__init__(blocks, channels[-1], num_classes, dropout)
