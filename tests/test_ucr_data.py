@@ -4,6 +4,7 @@ for reading new series), and the four shared archive sets against the README's t
 
 import logging
 import math
+import re
 from pathlib import Path
 
 import matplotlib
@@ -15,7 +16,7 @@ from hydra.utils import instantiate
 from src.data.ts_format import read_series_file, read_ts, read_tsv
 from src.data.ucr import UCRDataModule, fill_missing
 from src.errors import ConfigValueError, DataError
-from tests.conftest import ROOT, compose_config
+from tests.conftest import ROOT, compose_config, run_script
 
 matplotlib.use("Agg")
 UCR = ROOT.parent / "shared" / "data" / "ucr"
@@ -371,3 +372,24 @@ def test_shared_sets_match_the_readme_and_their_configs(tmp_path, config):
     assert len(dm.splits["val"]) == math.ceil(0.2 * train)
     x, y, lengths = next(iter(dm.test_dataloader()))
     assert x.shape[2] == dims and int(y.max()) < classes and int(lengths.max()) <= longest
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "line,message",
+    [
+        ("1,x,3:b", r":8: dimension 1: 'x' is not a number"),
+        ("1,2,3:c", r":8: label 'c' is not among the declared @classLabel \['a', 'b'\]"),
+        ("1,2,3:4,5,6:a", r":8: .*dimension"),
+    ],
+)
+def test_a_broken_file_stops_train_py_with_one_line_naming_file_and_line(tmp_path, line, message):
+    header = "@problemName Bad\n@univariate true\n@equalLength true\n@seriesLength 3\n@classLabel true a b\n@data\n"
+    (tmp_path / "Bad").mkdir()
+    for split in ("TRAIN", "TEST"):
+        (tmp_path / "Bad" / f"Bad_{split}.ts").write_text(f"{header}1,2,3:a\n{line}\n")
+    data = ["data=ucr", "data.name=Bad", "data.num_classes=2", "data.input_shape=[3,1]", f"data.data_dir={tmp_path}"]
+    done = run_script("train.py", *data, "model=fcn", "logger=none", f"hydra.run.dir={tmp_path / 'run'}")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"Error: {tmp_path / 'Bad' / 'Bad_TRAIN.ts'}:8: ") and re.search(message, last), last
