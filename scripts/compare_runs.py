@@ -27,6 +27,7 @@ import argparse
 import csv
 import math
 import re
+import stat
 import statistics
 import sys
 from collections.abc import Callable
@@ -111,10 +112,19 @@ def best(history: History, metric: str) -> float | None:
     return min(values) if "loss" in metric else max(values)
 
 
+def is_regular_config(path: Path) -> bool:
+    """True for a regular file; a FIFO, socket or device (opening one can block) gets one warning line and False."""
+    if stat.S_ISREG(path.lstat().st_mode):
+        return True
+    print(f"Warning: {printable(str(path))} is not a regular file (a FIFO, socket or device): skipped", file=sys.stderr)
+    return False
+
+
 def find_runs(roots: list[Path]) -> list[Path]:
-    """Folders under `roots` (run folders or sweep folders) that hold a run's config.yaml."""
-    found = {p.parent for root in roots for p in root.rglob("config.yaml") if not p.is_symlink()}
-    return sorted(f for f in found if not any(part.startswith(".") or part == "wandb" for part in f.parts))
+    """Folders under `roots` (run folders or sweep folders) that hold a run's config.yaml (a regular file)."""
+    configs = [p for root in roots for p in root.rglob("config.yaml") if not p.is_symlink()]
+    found = {p.parent for p in configs if not any(part.startswith(".") or part == "wandb" for part in p.parent.parts)}
+    return sorted(f for f in found if is_regular_config(f / "config.yaml"))
 
 
 def load_run(folder: Path) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from src.machinery.config.instantiate import (
 )
 from src.machinery.launching.multirun import isolated_job
 from src.machinery.resume.run_config import RunConfigInCheckpoint
-from src.machinery.runs.folder import check_no_links
+from src.machinery.runs.folder import check_no_links, check_only_regular_files
 from src.machinery.shims.lightning import kill_launched_ranks
 from src.machinery.tracking.console import tidy_console
 from src.machinery.tracking.loggers import finish_tracking, track_run
@@ -97,6 +97,7 @@ def resume_from(cfg: DictConfig) -> str | None:
     ckpt_path = cfg.get("ckpt_path")
     if cfg.get("resume") or ckpt_path == "last":
         check_no_links(cfg.paths.output_dir)  # a copied folder: nothing the run writes may leave it
+        check_only_regular_files(cfg.paths.output_dir)  # a FIFO there would block whatever opens it
         last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
         if last.is_file():
             log.info("Resuming from %s", last)

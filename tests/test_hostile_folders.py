@@ -2,6 +2,7 @@
 and refuses YAML aliases and oversized files; imagefolder stays inside its folder and names a bad image."""
 
 import csv
+import os
 import sys
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from PIL import Image
 
 from src.data.imagefolder import ImageFolderDataModule
 from src.errors import DataError
+from src.machinery.config.plain_yaml import PlainYamlError, read_plain_yaml
 from tests.conftest import ROOT, run_script
 
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -127,3 +129,33 @@ def test_an_oversized_or_damaged_image_is_one_line_naming_the_file(tmp_path, mon
     with pytest.raises(DataError, match=r"0\.png is not a readable image"):
         for loader in (dm.train_dataloader(), dm.val_dataloader()):
             list(loader)
+
+
+@pytest.mark.slow
+def test_a_fifo_in_a_resumed_run_folder_is_refused_before_hydra_opens_its_log(tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    os.mkfifo(folder / "train.log")  # Hydra's log handler would block opening it for writing
+    done = run_script("train.py", f"hydra.run.dir={folder}", "resume=true", cwd=tmp_path, timeout=120)
+    assert done.returncode == 1, done.stderr[-2000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error:") and "train.log (a FIFO)" in last and str(folder) in last
+
+
+@pytest.mark.slow
+def test_compare_runs_skips_a_fifo_config_with_one_warning_naming_it(tmp_path):
+    run_folder(tmp_path, "good", {"lr": 0.1})
+    fifo = tmp_path / "piped" / "config.yaml"
+    fifo.parent.mkdir()
+    os.mkfifo(fifo)
+    done = run_script("scripts/compare_runs.py", str(tmp_path), cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    warnings = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(warnings) == 1 and warnings[0].startswith("Warning:") and str(fifo) in warnings[0]
+    assert "good" in done.stdout and "piped" not in done.stdout
+
+
+def test_read_plain_yaml_refuses_a_fifo_without_blocking(tmp_path):
+    os.mkfifo(tmp_path / "config.yaml")
+    with pytest.raises(PlainYamlError, match="not a regular file"):
+        read_plain_yaml(tmp_path / "config.yaml")

@@ -3,6 +3,7 @@ SLURM array (a stand-in srun, tests/launch/), a PyTorchJob (two torchrun agents 
 torchrun; a second run in a folder; command-line checkpoints checked before torch loads."""
 
 import hashlib
+import io
 import os
 import re
 import subprocess
@@ -17,6 +18,7 @@ import yaml
 
 from src.errors import CheckpointError, RunError
 from src.machinery.checkpoints import precheck as checkpoint_path
+from src.machinery.checkpoints.files import read_checkpoint, save_checkpoint_file
 from src.machinery.checkpoints.precheck import check_checkpoint_path
 from src.machinery.config.schemas import ROOT
 from src.machinery.runs import launch as launch_folder
@@ -436,19 +438,70 @@ def test_command_line_checkpoint_is_checked_before_torch_is_imported(tmp_path, s
     print(f"{script} ckpt_path={file}: exit 1 after {seconds:.2f} s")
 
 
-def test_a_checkpoint_checked_then_loaded_is_hashed_once_until_it_changes(tmp_path, monkeypatch):
+def test_a_checkpoint_is_hashed_at_every_check_no_cache_a_rewrite_can_fool(tmp_path, monkeypatch):
     ckpt = tmp_path / "last.ckpt"
     ckpt.write_bytes(b"weights")
     (tmp_path / "last.ckpt.sha256").write_text(hashlib.sha256(b"weights").hexdigest() + "\n")
     hashed = []
     monkeypatch.setattr(checkpoint_path, "file_digest", lambda path: hashed.append(path) or real_digest(path))
     check_checkpoint_path(ckpt)  # the command line's check, before torch
-    check_checkpoint_path(ckpt)  # read_checkpoint's, as Lightning loads it
-    assert hashed == [ckpt]
-    ckpt.write_bytes(b"damaged")  # changed since: hashed again, and refused
+    check_checkpoint_path(ckpt)
+    assert hashed == [ckpt, ckpt]
+    mtime = ckpt.stat().st_mtime_ns
+    ckpt.write_bytes(b"damaged")  # same size, mtime restored: still hashed, and refused
+    os.utime(ckpt, ns=(mtime, mtime))
     with pytest.raises(CheckpointError, match="does not match its checksum"):
         check_checkpoint_path(ckpt)
-    assert hashed == [ckpt, ckpt]
+
+
+def test_a_verified_checkpoint_rewritten_with_its_mtime_restored_is_refused_not_loaded(tmp_path):
+    ckpt = tmp_path / "last.ckpt"
+    save_checkpoint_file(ckpt, checkpoint_bytes(torch.zeros(4)))
+    assert torch.equal(read_checkpoint(ckpt)["state_dict"]["w"], torch.zeros(4))
+    info = ckpt.stat()
+    rewritten = checkpoint_bytes(torch.ones(4))
+    assert len(rewritten) == info.st_size  # the same size, other content
+    ckpt.write_bytes(rewritten)
+    os.utime(ckpt, ns=(info.st_atime_ns, info.st_mtime_ns))
+    with pytest.raises(CheckpointError, match=r"last\.ckpt does not match its checksum in last\.ckpt\.sha256"):
+        read_checkpoint(ckpt)
+
+
+def test_a_checkpoint_is_loaded_from_the_bytes_that_were_hashed(tmp_path, monkeypatch):
+    ckpt = tmp_path / "last.ckpt"
+    save_checkpoint_file(ckpt, checkpoint_bytes(torch.zeros(4)))
+    real_check = checkpoint_path.check_digest
+
+    def check_then_rewrite(path, digest):  # the file changes right after its bytes were read and hashed
+        real_check(path, digest)
+        ckpt.write_bytes(checkpoint_bytes(torch.ones(4)))
+
+    monkeypatch.setattr(checkpoint_path, "check_digest", check_then_rewrite)
+    assert torch.equal(read_checkpoint(ckpt)["state_dict"]["w"], torch.zeros(4))  # what was verified, not the rewrite
+
+
+def checkpoint_bytes(weights: torch.Tensor) -> bytes:
+    buffer = io.BytesIO()
+    torch.save({"state_dict": {"w": weights}}, buffer)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("kind", ["oversized", "fifo"])
+def test_a_huge_or_non_regular_checksum_file_is_refused_in_one_line_unread(tmp_path, kind):
+    ckpt = tmp_path / "last.ckpt"
+    ckpt.write_bytes(b"weights")
+    sums = tmp_path / "last.ckpt.sha256"
+    if kind == "oversized":
+        with open(sums, "wb") as f:
+            f.truncate(100 << 20)  # sparse: 100 MB long, no disk used
+        message = rf"checksum file {sums} is {100 << 20} bytes, over the 1024-byte bound"
+    else:
+        os.mkfifo(sums)  # reading it would block for ever
+        message = rf"checksum file {sums} is not a regular file"
+    with pytest.raises(CheckpointError, match=message):
+        check_checkpoint_path(ckpt)
+    with pytest.raises(CheckpointError, match=message):
+        read_checkpoint(ckpt)
 
 
 def test_checksum_mismatch_is_caught_without_torch(tmp_path):

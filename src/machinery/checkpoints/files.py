@@ -18,7 +18,13 @@ from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from src.errors import CheckpointError, first_line
-from src.machinery.checkpoints.precheck import check_checkpoint_path, checksum_path, file_digest
+from src.machinery.checkpoints.precheck import (
+    check_checkpoint_path,
+    checksum_path,
+    file_digest,
+    listed_digests,
+    read_verified_bytes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -138,8 +144,11 @@ def _digest(data: bytes) -> str:
 def _digests_of_current_file(path: Path) -> list[str]:
     """Digests that the checkpoint now at `path` matches: its checksum file's list, which always includes the
     file's own digest (so a save does not read the old checkpoint back), else the file hashed."""
-    sums = checksum_path(path)
-    if sums.is_file() and (listed := sums.read_text().split()):
+    try:
+        listed = listed_digests(path)
+    except CheckpointError:  # a bad checksum file is replaced by this save
+        listed = None
+    if listed:
         return listed
     return [file_digest(path)] if path.is_file() else []
 
@@ -166,16 +175,19 @@ def _refused_content(error: Exception) -> str | None:
 def read_checkpoint(
     path: str | Path, map_location: Any = "cpu", lightning: bool = True, mmap: bool = False
 ) -> dict[str, Any]:
-    """Load with `weights_only=True` after `check_checkpoint_path`; a Lightning checkpoint (with a state_dict) unless
-    `lightning=False`; `mmap`: tensors mapped, read only when touched. Raises `CheckpointError`, one line naming the
-    file and what is wrong with it."""
+    """Load with `weights_only=True` from the bytes whose checksum was verified (read once, into memory); a Lightning
+    checkpoint (with a state_dict) unless `lightning=False`. `mmap`: the file is verified, then mapped, its tensors
+    read only when touched: for a look at shapes, never for the weights a run uses (the mapped file can change after
+    the check). Raises `CheckpointError`, one line naming the file and what is wrong with it."""
     path = Path(path)
     if path.parent.is_dir():  # a kill between naming and renaming strands the checkpoint's or its checksum's
         remove_stranded_temp_files(path)
         remove_stranded_temp_files(checksum_path(path))
-    check_checkpoint_path(path)
+    if mmap:
+        check_checkpoint_path(path)
+    source = path if mmap else io.BytesIO(read_verified_bytes(path))  # the bytes hashed are the bytes loaded
     try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+        checkpoint = torch.load(source, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as error:
         refused = _refused_content(error)
         if refused is None:

@@ -1,6 +1,8 @@
 """YAML from files the template does not trust (run folders, records), read as plain data: safe tags only, no
 aliases (`*a` can nest a few lines into billions of nodes), and a size limit."""
 
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +36,13 @@ def load_plain_yaml(text: str) -> Any:
 
 
 def read_plain_yaml(path: str | Path, max_bytes: int = MAX_BYTES) -> Any:
-    """The data in the YAML file `path`, refusing one over `max_bytes` before reading it."""
-    size = Path(path).stat().st_size
-    if size > max_bytes:
-        raise PlainYamlError(f"{size} bytes, over the {max_bytes >> 20} MiB limit")
-    return load_plain_yaml(Path(path).read_text(errors="replace"))
+    """The data in the YAML file `path`, refusing one over `max_bytes`, or not a regular file (a FIFO would block
+    the read for ever), before reading it."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # opening a FIFO for reading would wait for a writer
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise PlainYamlError("not a regular file (a FIFO, socket or device)")
+        if info.st_size > max_bytes:
+            raise PlainYamlError(f"{info.st_size} bytes, over the {max_bytes >> 20} MiB limit")
+        return load_plain_yaml(f.read(max_bytes + 1).decode(errors="replace"))

@@ -43,6 +43,45 @@ def check_no_links(folder: str | Path) -> None:
         )
 
 
+def special_files(folder: str | Path, limit: int = 20) -> list[Path]:
+    """Entries in `folder` that are neither folders, regular files nor links (FIFOs, sockets, devices): opening one
+    can block for ever (a FIFO `train.log` hangs the log handler). W&B's own folder is left out, as for links."""
+    folder = Path(folder)
+    found = []
+    for parent, dirs, files in os.walk(folder, followlinks=False):
+        if Path(parent) == folder and WANDB_DIR in dirs and not (folder / WANDB_DIR).is_symlink():
+            dirs.remove(WANDB_DIR)
+        for name in files:  # os.walk lists special files (and links to files) among the files
+            path = Path(parent) / name
+            mode = os.lstat(path).st_mode
+            if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+                found.append(path)
+                if len(found) >= limit:
+                    return found
+    return found
+
+
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, in words: "a FIFO", "a socket", "a device"."""
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file"
+
+
+def check_only_regular_files(folder: str | Path) -> None:
+    """Raise `RunFolderError` naming the FIFOs, sockets or devices in `folder`, if it holds any."""
+    found = special_files(folder)
+    if found:
+        shown = ", ".join(f"{path.relative_to(folder)} ({file_kind(os.lstat(path).st_mode)})" for path in found[:5])
+        more = f" and {len(found) - 5} more" if len(found) > 5 else ""
+        raise RunFolderError(
+            f"run folder {folder} holds files that are not regular files ({shown}{more}): opening them could hang "
+            "the run; remove them and run again"
+        )
+
+
 def command_line_value(argv: Sequence[str], key: str) -> str:
     """The value given as `key=value` on the command line, unquoted; "" if it is not there."""
     for arg in argv:
@@ -53,10 +92,12 @@ def command_line_value(argv: Sequence[str], key: str) -> str:
 
 
 def check_run_folder_argument(argv: Sequence[str]) -> None:
-    """Before Hydra writes anything: an existing run folder named on the command line must hold no links."""
+    """Before Hydra writes anything: an existing run folder named on the command line must hold no links, and
+    nothing but folders and regular files (Hydra opens `train.log` there before the run's own checks)."""
     folder = command_line_value(argv, "hydra.run.dir")
     if folder and Path(folder).is_dir():
         check_no_links(folder)
+        check_only_regular_files(folder)
 
 
 # What eval.py and predict.py leave in their folder (and train.py in its own): a second run named into it would
