@@ -31,14 +31,19 @@ def planted_links(folder: str | Path, limit: int = 20) -> list[Path]:
     return found
 
 
+def first_few(items: list[str], shown: int = 5) -> str:
+    """The first `shown` items, comma-separated, and how many more there are: "a, b, c, d, e and 3 more"."""
+    more = f" and {len(items) - shown} more" if len(items) > shown else ""
+    return ", ".join(items[:shown]) + more
+
+
 def check_no_links(folder: str | Path) -> None:
     """Raise `RunFolderError` naming the links in `folder`, if it holds any."""
     links = planted_links(folder)
     if links:
-        shown = ", ".join(f"{link.relative_to(folder)} -> {os.readlink(link)}" for link in links[:5])
-        more = f" and {len(links) - 5} more" if len(links) > 5 else ""
+        shown = first_few([f"{link.relative_to(folder)} -> {os.readlink(link)}" for link in links])
         raise RunFolderError(
-            f"run folder {folder} holds symbolic links ({shown}{more}): a run there would write through them; "
+            f"run folder {folder} holds symbolic links ({shown}): a run there would write through them; "
             "remove them, or if you trust their targets copy the folder without links (cp -rL) and resume the copy"
         )
 
@@ -74,10 +79,9 @@ def check_only_regular_files(folder: str | Path) -> None:
     """Raise `RunFolderError` naming the FIFOs, sockets or devices in `folder`, if it holds any."""
     found = special_files(folder)
     if found:
-        shown = ", ".join(f"{path.relative_to(folder)} ({file_kind(os.lstat(path).st_mode)})" for path in found[:5])
-        more = f" and {len(found) - 5} more" if len(found) > 5 else ""
+        shown = first_few([f"{path.relative_to(folder)} ({file_kind(os.lstat(path).st_mode)})" for path in found])
         raise RunFolderError(
-            f"run folder {folder} holds files that are not regular files ({shown}{more}): opening them could hang "
+            f"run folder {folder} holds files that are not regular files ({shown}): opening them could hang "
             "the run; remove them and run again"
         )
 
