@@ -1,5 +1,6 @@
 """ClassificationModule: one LightningModule that trains whatever network it is given."""
 
+import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -38,6 +39,13 @@ class SampleMean(Metric):
         return self.total / self.count
 
 
+def takes_extras(net: nn.Module) -> bool:
+    """Whether `net.forward` takes more positional arguments than the inputs (a sequence's lengths, a mask)."""
+    kinds = [p.kind for p in inspect.signature(net.forward).parameters.values()]
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return inspect.Parameter.VAR_POSITIONAL in kinds or sum(kind in positional for kind in kinds) > 1
+
+
 class ClassificationModule(pl.LightningModule):
     """Cross-entropy training, accuracy metrics and optimisation for any classifier network.
 
@@ -51,7 +59,8 @@ class ClassificationModule(pl.LightningModule):
 
     Args:
         net: a network mapping a batch's inputs (images (B, C, H, W), sequences (B, T, D), features (B, F), ...) to
-            logits (B, num_classes); a batch `(x, y, *extras)` passes its extras on: `net(x, *extras)` (lengths).
+            logits (B, num_classes); a batch `(x, y, *extras)` passes its extras on, `net(x, *extras)` (lengths), to
+            a network whose forward takes more than x (a network of x alone gets x: an MLP on equal-length series).
         optimizer: `optimizer(params)` builds the optimizer (a Hydra `_partial_`).
         scheduler: `scheduler(optimizer, total_steps=N)` builds a per-step LR schedule, or None.
         num_classes: for the metrics.
@@ -79,6 +88,7 @@ class ClassificationModule(pl.LightningModule):
         freeze = [str(prefix) for prefix in ([freeze] if isinstance(freeze, str) else freeze)]  # one prefix: a str
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
         self.net = net
+        self._net_takes_extras = takes_extras(net)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         # One pattern for every split: the metrics and the mean loss accumulate on the device and are logged as
@@ -136,7 +146,7 @@ class ClassificationModule(pl.LightningModule):
     def forward(self, x: torch.Tensor, *extras: Any) -> torch.Tensor:
         if self.hparams.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)  # same shape (B, C, H, W), NHWC strides
-        return self.net(x, *extras)
+        return self.net(x, *extras) if self._net_takes_extras else self.net(x)
 
     def _logits(self, x: torch.Tensor, *extras: Any) -> torch.Tensor:
         """Inputs (B, ...) -> (B, num_classes); outside training, averaged with the mirror image's if flip_tta."""

@@ -119,3 +119,35 @@ def test_epoch_losses_are_the_mean_over_samples_with_a_partial_last_batch(make_c
               f"mean of batch means {mean_of_batch_means:.8f}")  # fmt: skip
         assert float(logged[name]) == pytest.approx(per_sample, rel=1e-6)
         assert abs(mean_of_batch_means - per_sample) > 1e-3 * per_sample  # the test tells the two apart
+
+
+class InputsOnly(torch.nn.Module):
+    """A network of its inputs alone, as a fork's MLP is: forward(x)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x.flatten(1))
+
+
+class WithLengths(InputsOnly):
+    """A network that reads the lengths the batch carries: it zeroes each series' padding."""
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        steps = torch.arange(x.shape[1])[None, :, None] < lengths[:, None, None]  # (B, T, 1)
+        return super().forward(x * steps)
+
+
+@pytest.mark.parametrize("net", [InputsOnly, WithLengths])
+def test_a_batchs_extras_reach_a_network_that_takes_them_and_only_such_a_network(net):
+    torch.manual_seed(0)
+    module = ClassificationModule(net=net(), optimizer=torch.optim.SGD, num_classes=3)
+    x, lengths = torch.randn(4, 3, 2), torch.tensor([3, 1, 2, 3])  # 4 series of 3 steps of 2, some padded
+    logits = module(x, lengths)
+    if net is WithLengths:  # the padding never reaches the linear layer
+        masked = x * (torch.arange(3)[None, :, None] < lengths[:, None, None])
+        torch.testing.assert_close(logits, module.net.linear(masked.flatten(1)))
+    else:  # forward(x) alone: the lengths are not passed (and would raise a TypeError if they were)
+        torch.testing.assert_close(logits, module.net.linear(x.flatten(1)))
