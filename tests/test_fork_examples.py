@@ -170,11 +170,7 @@ def test_killed_and_resumed_ends_with_the_same_weights(fork, tmp_path, example, 
 
 def test_a_seed_sweep_compares_as_mean_and_spread(fork, tmp_path, example):
     run(fork, "train.py", "-m", *example.overrides, *TRAIN, "seed=0,1,2", f"hydra.sweep.dir={tmp_path}", timeout=900)
-    done = subprocess.run(
-        [sys.executable, str(fork / "scripts" / "compare_runs.py"), str(tmp_path), "--group-by", "choices.model"],
-        cwd=fork, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = run(fork, "scripts/compare_runs.py", str(tmp_path), "--group-by", "choices.model", timeout=120)
     print(done.stdout)
     model = example.overrides[1].split("=")[1]
     assert "3 runs in 1 groups" in done.stdout and re.search(rf"{model} .*0\.\d+ ± 0\.\d+", done.stdout)

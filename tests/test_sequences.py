@@ -7,7 +7,6 @@ import csv
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -125,10 +124,6 @@ def test_sequences_train_with_ddp_on_two_cpu_processes(tmp_path):
 def test_a_sequence_seed_sweep_compares_as_mean_and_spread(tmp_path):
     run("train.py", "-m", *VOWELS, *CPU, "trainer.max_epochs=20", "seed=0,1,2", f"hydra.sweep.dir={tmp_path}",
         timeout=900)  # fmt: skip
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "compare_runs.py"), str(tmp_path), "--group-by", "choices.model"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = run("scripts/compare_runs.py", str(tmp_path), "--group-by", "choices.model", timeout=120)
     print(done.stdout)
     assert "3 runs in 1 groups" in done.stdout and re.search(r"fcn .*0\.\d+ ± 0\.\d+", done.stdout)
