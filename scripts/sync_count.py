@@ -48,6 +48,9 @@ DIST_COLLECTIVES = ("all_reduce", "all_gather", "all_gather_object", "broadcast"
 OWN = (str(ROOT / "src") + os.sep, str(ROOT / "train.py"))
 LIGHTNING_LOOP = tuple(str(Path(pl.__file__).parent / part) + os.sep for part in ("loops", "trainer"))
 SKIPPED = (__file__, warnings.__file__)  # this counter's wrappers and the warnings machinery: never the caller
+# Reads of tensors that stay on the CPU when training on a GPU (no sync there): the optimizers' step counts, which
+# torch keeps on the CPU unless the optimizer is capturable or fused, read by `_get_value` at every step
+HOST_RESIDENT = {("torch/optim/optimizer.py", "_get_value")}
 CUDA_SYNC = "called a synchronizing CUDA operation"  # torch's warning in sync debug mode "warn"
 
 
@@ -65,11 +68,14 @@ def short(filename: str) -> str:
 
 def attribute(frame: FrameType | None) -> tuple[str, str]:
     """(whose, where) for a call made at `frame`: ("template", "src/module.py:116 (in torchmetrics/...:75)"),
-    ("lightning", "lightning/pytorch/...:12"), or ("other", ...) when neither is on the stack."""
+    ("lightning", "lightning/pytorch/...:12"), ("host", ...) for a read of a tensor kept on the CPU on a GPU too,
+    or ("other", ...) when neither is on the stack."""
     while frame is not None and frame.f_code.co_filename in SKIPPED:
         frame = frame.f_back
     innermost = frame
     at = lambda f: f"{short(f.f_code.co_filename)}:{f.f_lineno}"  # noqa: E731
+    if innermost is not None and (short(innermost.f_code.co_filename), innermost.f_code.co_name) in HOST_RESIDENT:
+        return "host", at(innermost)
     while frame is not None:
         filename = frame.f_code.co_filename
         if filename.startswith(OWN):
@@ -96,7 +102,7 @@ class SyncCounter(Callback):
         self.counting = False
         self.step = 0
         self.seen: set[int] = set()  # the steps whose window was open
-        self.calls: dict[str, Counter[str]] = {"template": Counter(), "lightning": Counter(), "other": Counter()}
+        self.calls: dict[str, Counter[str]] = {whose: Counter() for whose in ("template", "lightning", "host", "other")}
         self.steps_with: dict[str, set[int]] = {whose: set() for whose in self.calls}  # steps that stalled
         self._inside = False  # within a counted call: what it calls in turn is not counted again
         self._undo: list[Callable[[], None]] = []

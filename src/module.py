@@ -173,10 +173,10 @@ class ClassificationModule(pl.LightningModule):
         # Metric objects logged on_epoch only: Lightning keeps a reference each step and reads them at the epoch's end.
         self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
         self.log("train/loss_epoch", self.train_loss, on_step=False, on_epoch=True)
-        # Logged only on the steps the loggers write: a logged value is read back to the host (a GPU sync) for
-        # the progress bar on every step it is logged.
+        # Logged only on the steps the loggers write, and not with prog_bar=True: Lightning reads every progress-bar
+        # value back to the host (a GPU sync) at every step; the template's progress bars read it when it changes.
         if (self.global_step + 1) % (self.trainer.log_every_n_steps or 1) == 0:
-            self.log("train/loss", loss, prog_bar=True)
+            self.log("train/loss", loss)
         return loss
 
     def on_train_epoch_end(self) -> None:

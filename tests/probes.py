@@ -146,6 +146,17 @@ class MeanMetricLosses(ClassificationModule):
         self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
 
 
+class ProgressBarLoss(ClassificationModule):
+    """The module before the progress bars read `train/loss` themselves: the step loss logged with `prog_bar=True`
+    (as probe/loss), which Lightning converts to a number at every step, logged that step or not."""
+
+    def training_step(self, batch, batch_idx: int):
+        loss = super().training_step(batch, batch_idx)
+        if (self.global_step + 1) % (self.trainer.log_every_n_steps or 1) == 0:
+            self.log("probe/loss", loss.detach(), prog_bar=True)
+        return loss
+
+
 class PeakAt(Callback):
     """Logs `probe/peak` after each validation, highest at epoch `epoch`: monitored by the checkpoint callback, it puts
     the best checkpoint at a chosen epoch whatever the hardware's floating point makes of val/acc."""

@@ -11,7 +11,7 @@ from lightning.pytorch.callbacks import RichProgressBar
 
 from src.callbacks.test_figures import TestFigures
 from src.callbacks.throughput import ThroughputMonitor
-from src.machinery.tracking.progress import LineProgress, auto_progress_bar
+from src.machinery.tracking.progress import LatestTrainLoss, LineProgress, RichBar, auto_progress_bar
 from src.train import build, train
 from tests.conftest import FAST
 from tests.test_train import wandb_summary
@@ -24,7 +24,7 @@ class Terminal(io.StringIO):
 
 def test_rich_bar_in_a_terminal_plain_lines_elsewhere(monkeypatch):
     monkeypatch.setattr("sys.stdout", Terminal())
-    assert isinstance(auto_progress_bar(), RichProgressBar)
+    assert isinstance(auto_progress_bar(), RichBar) and isinstance(auto_progress_bar(), RichProgressBar)
     monkeypatch.setattr("sys.stdout", io.StringIO())
     assert isinstance(auto_progress_bar(every_n_seconds=5), LineProgress)
 
@@ -38,6 +38,27 @@ def test_each_epoch_line_shows_that_epochs_metrics(make_cfg, tmp_path, capsys):
     assert len(lines) == len(logged) == 3
     for line, row in zip(lines, logged, strict=True):
         assert f"train/acc {float(row['train/acc']):.4f}" in line, (line, row)
+
+
+class CountedReads(torch.Tensor):
+    reads = 0
+
+    def __float__(self) -> float:
+        CountedReads.reads += 1
+        return super().__float__()
+
+
+def test_the_bars_read_the_step_loss_once_per_logged_value():
+    """`train/loss` is not a progress-bar value (Lightning would read it at every step): the bars read it from the
+    callback metrics, only when the module has logged a new one."""
+    latest, trainer = LatestTrainLoss(), SimpleNamespace(callback_metrics={})
+    assert latest(trainer) == {}  # nothing logged yet
+    first, second = torch.tensor(0.5).as_subclass(CountedReads), torch.tensor(0.25).as_subclass(CountedReads)
+    shown = []
+    for loss in [first] * 10 + [second] * 10:  # logged at two steps, the bar refreshed at 20
+        trainer.callback_metrics["train/loss"] = loss
+        shown.append(latest(trainer)["train/loss"])
+    assert shown == [0.5] * 10 + [0.25] * 10 and CountedReads.reads == 2
 
 
 def test_line_progress_counts_from_its_own_start_outside_training(capsys):

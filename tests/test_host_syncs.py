@@ -49,6 +49,16 @@ def test_default_training_syncs_at_most_once_per_logging_interval(make_cfg):
     assert reads_by_template(counter) <= STEPS // INTERVAL
     assert len(counter.steps_with["template"]) <= STEPS // INTERVAL
     assert not any(where.startswith(COLLECTIVES) for where in counter.calls["template"])  # one process: no collective
+    # Lightning's loop too: its loggers read the logged values on the logging steps, the progress bar nothing more
+    assert len(counter.steps_with["lightning"]) <= STEPS // INTERVAL, counter.calls["lightning"]
+
+
+def test_a_progress_bar_value_is_read_by_lightning_at_every_step(make_cfg):
+    """Before: `self.log("train/loss", loss, prog_bar=True)` on the logging steps only, and still Lightning's
+    progress-bar conversion read it at every step after the first log."""
+    counter = count_syncs(make_cfg, "model._target_=tests.probes.ProgressBarLoss")
+    progress_bar = sum(n for where, n in counter.calls["lightning"].items() if "apply_func.py" in where)
+    assert progress_bar >= STEPS - INTERVAL, counter.calls["lightning"]
 
 
 def test_the_counter_sees_reads_made_inside_a_library_the_template_calls(make_cfg):

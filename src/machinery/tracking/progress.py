@@ -8,11 +8,44 @@ from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
 
 
 def auto_progress_bar(every_n_seconds: float = 30.0) -> ProgressBar:
-    """RichProgressBar when stdout is a terminal, else `LineProgress` (without one Rich prints nothing until the end,
+    """`RichBar` when stdout is a terminal, else `LineProgress` (without one Rich prints nothing until the end,
     and tqdm floods logs)."""
     if sys.stdout.isatty():
-        return RichProgressBar()
+        return RichBar()
     return LineProgress(every_n_seconds=every_n_seconds)
+
+
+class LatestTrainLoss:
+    """The latest logged `train/loss` as a number, read from the device only when the module has logged a new one.
+
+    The module logs the step loss without `prog_bar=True`: Lightning converts every progress-bar value to a number
+    at every step, a host read (a GPU sync) a step even when the value was logged ten steps ago. The value in
+    `trainer.callback_metrics` stays the same tensor until the next log, so reading it on a change costs one read
+    per logging interval.
+    """
+
+    def __init__(self) -> None:
+        self._tensor: object = None
+        self._value: float | None = None
+
+    def __call__(self, trainer: pl.Trainer) -> dict[str, float]:
+        tensor = trainer.callback_metrics.get("train/loss")
+        if tensor is None:
+            return {}
+        if tensor is not self._tensor:
+            self._tensor, self._value = tensor, float(tensor)
+        return {"train/loss": self._value}
+
+
+class RichBar(RichProgressBar):
+    """Lightning's RichProgressBar, showing `train/loss` (see `LatestTrainLoss`)."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._train_loss = LatestTrainLoss()
+
+    def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict:
+        return {**super().get_metrics(trainer, pl_module), **self._train_loss(trainer)}
 
 
 def _format(metrics: dict, prefixes: tuple[str, ...]) -> str:
@@ -29,6 +62,7 @@ class LineProgress(ProgressBar):
         self._enabled = True
         self._start = self._last_line = time.monotonic()  # eval.py tests without a training start
         self._finished_epoch = ""
+        self._train_loss = LatestTrainLoss()
 
     def disable(self) -> None:
         self._enabled = False
@@ -51,7 +85,7 @@ class LineProgress(ProgressBar):
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         if time.monotonic() - self._last_line >= self.every_n_seconds:
             total = self.total_train_batches
-            metrics = _format(trainer.progress_bar_metrics, ("train/",))
+            metrics = _format({**trainer.progress_bar_metrics, **self._train_loss(trainer)}, ("train/",))
             self._line(f"epoch {trainer.current_epoch} batch {batch_idx + 1}/{total}  {metrics}")
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
