@@ -203,8 +203,8 @@ def host_syncs(results: Results, out: Path, env: dict[str, str], timeout: float,
         results.add("host syncs", item, "not measured", "CUDA-only (set_sync_debug_mode): a dry run on the CPU")
         if record is not None:
             per_step = record["per_step"]
-            note = f"template {per_step['template']:.2f}, Lightning's loop {per_step['lightning']:.2f} (reads of "
-            note += "host tensors too: the optimizer's step counts)"
+            note = f"template {per_step['template']:.2f}, Lightning's loop {per_step['lightning']:.2f}, tensors kept "
+            note += f"on the host on a GPU too (the optimizer's step counts: no sync there) {per_step['host']:.2f}"
             results.add("host syncs", "host reads per training step (CPU count)", f"{per_step['template']:.2f}", note)
     for whose, calls in (record or {}).get("calls", {}).items():
         for where, n in calls.items():
