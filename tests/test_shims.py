@@ -17,6 +17,7 @@ from src.machinery.shims.lightning import (
     experiment_started,
     kill_launched_ranks,
     starts_ranks_by_fork,
+    stop_per_step_sigterm_broadcast,
 )
 
 MOVED = f"Lightning {LIGHTNING_VERSION} changed a private name that src/machinery/shims/lightning.py relies on"
@@ -34,6 +35,14 @@ def test_the_ranks_rank_0_launches_can_be_signalled():
 def test_fork_based_strategies_are_told_apart():
     assert starts_ranks_by_fork(cpu_trainer("ddp_fork", 2)), f"{MOVED}: the strategy's _start_method"
     assert not starts_ranks_by_fork(cpu_trainer("ddp", 2))
+
+
+def test_the_per_step_sigterm_broadcast_is_stopped_on_one_trainer_only():
+    trainer, other = cpu_trainer("ddp", 2), cpu_trainer("ddp", 2)
+    before = other.fit_loop.epoch_loop._broadcast_sigterm_tensor
+    assert stop_per_step_sigterm_broadcast(trainer), f"{MOVED}: the training loop's _broadcast_sigterm_tensor"
+    assert trainer.fit_loop.epoch_loop._broadcast_sigterm_tensor() is None  # a no-op: no collective, no read
+    assert other.fit_loop.epoch_loop._broadcast_sigterm_tensor == before
 
 
 def test_a_loggers_experiment_is_seen_without_creating_it(tmp_path):

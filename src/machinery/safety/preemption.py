@@ -12,7 +12,7 @@ from lightning.pytorch.callbacks import Checkpoint
 
 from src.errors import Preempted
 from src.machinery.checkpoints.last import save_last_checkpoint
-from src.machinery.shims.lightning import kill_launched_ranks
+from src.machinery.shims.lightning import kill_launched_ranks, stop_per_step_sigterm_broadcast
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,8 @@ class Preemption(Checkpoint):
             self.received = signal.SIGTERM
         for signum in self.signals:
             signal.signal(signum, self._handle)
+        if signal.SIGTERM in self.signals and trainer.world_size > 1:
+            stop_per_step_sigterm_broadcast(trainer)  # this callback's own agreement, every few steps, replaces it
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int):
         every = self.every_n_steps or trainer.log_every_n_steps or 1

@@ -33,6 +33,18 @@ def starts_ranks_by_fork(trainer: pl.Trainer) -> bool:
     return getattr(trainer.strategy, "_start_method", None) == "fork"
 
 
+def stop_per_step_sigterm_broadcast(trainer: pl.Trainer) -> bool:
+    """Under DDP, Lightning's training loop broadcasts rank 0's `received_sigterm` flag and reads it back at every
+    step (`_broadcast_sigterm_tensor`): a collective and a GPU sync a step. Once the template's Preemption handles
+    SIGTERM itself (its handler replaces Lightning's, so the flag never changes) and the ranks agree every few steps,
+    that broadcast only stalls: it is replaced on this trainer's loop, and nowhere else. True if it was there."""
+    epoch_loop = trainer.fit_loop.epoch_loop
+    if not callable(getattr(type(epoch_loop), "_broadcast_sigterm_tensor", None)):
+        return False
+    epoch_loop._broadcast_sigterm_tensor = lambda: None
+    return True
+
+
 def experiment_started(logger: Logger) -> bool:
     """Whether a logger has created its experiment (a W&B run) yet; reading `logger.experiment` would create it.
     Lightning's loggers keep it in the private `_experiment` until then."""
