@@ -23,30 +23,28 @@ class PlainYamlError(ValueError):
         self.bound = bound
 
 
-class _PlainLoader(yaml.SafeLoader):
-    """A SafeLoader that refuses aliases, and more than `max_nodes` nodes or `max_depth` levels of nesting."""
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser where installed: 25 times faster
+_OPEN = (yaml.SequenceStartEvent, yaml.MappingStartEvent)
+_CLOSE = (yaml.SequenceEndEvent, yaml.MappingEndEvent)
 
-    max_nodes, max_depth = MAX_NODES, MAX_DEPTH
 
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self.nodes = self.depth = 0
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        event = self.peek_event()
+def _check_events(text: str, max_nodes: int, max_depth: int) -> None:
+    """Raise `PlainYamlError` at the first alias, node past `max_nodes` or list/mapping past `max_depth` levels,
+    found on the parser's events (before any node is built)."""
+    nodes = depth = 0
+    for event in yaml.parse(text, Loader=_LOADER):
         line = event.start_mark.line + 1
-        if self.check_event(yaml.AliasEvent):
+        if isinstance(event, yaml.AliasEvent):
             raise PlainYamlError(f"a YAML alias (*{event.anchor}) at line {line}")
-        self.nodes += 1
-        if self.nodes > self.max_nodes:
-            raise PlainYamlError(f"over {self.max_nodes:,} YAML nodes (the bound) by line {line}", "nodes")
-        self.depth += 1
-        try:
-            if self.depth > self.max_depth:
-                raise PlainYamlError(f"nested over {self.max_depth} levels deep (the bound) at line {line}", "depth")
-            return super().compose_node(parent, index)
-        finally:
-            self.depth -= 1
+        if isinstance(event, _CLOSE):
+            depth -= 1
+        elif isinstance(event, (yaml.ScalarEvent, *_OPEN)):
+            nodes += 1
+            if nodes > max_nodes:
+                raise PlainYamlError(f"over {max_nodes:,} YAML nodes (the bound) by line {line}", "nodes")
+            depth += isinstance(event, _OPEN)
+            if depth > max_depth:
+                raise PlainYamlError(f"nested over {max_depth} levels deep (the bound) at line {line}", "depth")
 
 
 def load_plain_yaml(
@@ -55,16 +53,16 @@ def load_plain_yaml(
     """The data in `text`; raises `PlainYamlError` (one line) for anything but plain YAML within the bounds."""
     if len(text) > max_bytes:
         raise PlainYamlError(f"{len(text):,} characters, over the bound of {max_bytes:,}", "bytes")
-    loader = _PlainLoader(text)
-    loader.max_nodes, loader.max_depth = max_nodes, max_depth
     try:
-        return loader.get_single_data()
+        _check_events(text, max_nodes, max_depth)
+        return yaml.load(text, Loader=_LOADER)  # within the bounds: no alias, so no node is built twice
     except yaml.YAMLError as error:
-        raise PlainYamlError(str(error).splitlines()[0]) from None
+        message = " ".join(line.strip() for line in str(error).splitlines())  # one line, with where it was
+        if "maximum nesting depth" in message:  # libyaml's own bound (1000 levels) met before this one
+            raise PlainYamlError(f"nested over {max_depth} levels deep (the bound): {message}", "depth") from None
+        raise PlainYamlError(message) from None
     except RecursionError:  # a depth bound above what the parser's recursion allows
         raise PlainYamlError(f"nested deeper than the parser can follow (bound: {max_depth} levels)", "depth") from None
-    finally:
-        loader.dispose()
 
 
 def read_plain_yaml(

@@ -1,0 +1,137 @@
+"""Every read of a run folder by the tools is bounded: crafted config.yaml and metrics.csv files (deep nesting, many
+nodes, aliases, a 200 MB CSV, a flood of cells, a FIFO) are refused or skipped in one line, quickly and in little
+memory, and the refusal names the file, its value, the bound and the flag that raises it."""
+
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from src.machinery.tracking.secrets import redact_hydra_records
+from tests.conftest import ROOT
+
+SECONDS, MIB = 30, 1024  # the bounds every crafted input must stay within: 30 s, 1 GB of peak memory
+
+
+def bounded_run(*args: str, cwd: Path) -> tuple[int, list[str], float, float]:
+    """Run `python <args>` and return its exit code, the non-blank lines it printed (stdout and stderr), its wall
+    time (s) and its peak resident memory (MiB, from the kernel's accounting for this one child)."""
+    out = cwd / ".bounded_run.out"
+    start = time.monotonic()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    with open(out, "w") as f:
+        child = subprocess.Popen([sys.executable, *args], cwd=cwd, stdout=f, stderr=subprocess.STDOUT, env=env)
+        while True:
+            pid, status, usage = os.wait4(child.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() - start > 3 * SECONDS:  # far past the bound: stop it, the assertion below fails
+                child.kill()
+            time.sleep(0.05)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    lines = [line for line in out.read_text().splitlines() if line.strip()]
+    out.unlink()
+    return child.returncode, lines, time.monotonic() - start, usage.ru_maxrss / 1024
+
+
+def compare(folder: Path, *flags: str) -> tuple[int, list[str], float, float]:
+    return bounded_run(str(ROOT / "scripts" / "compare_runs.py"), str(folder), *flags, cwd=folder)
+
+
+def run_folder(root: Path, config: str = "a: 1\n", metrics: str = "epoch,step,val/acc\n0,10,0.5\n") -> Path:
+    folder = root / "run"
+    (folder / "csv").mkdir(parents=True)
+    (folder / "config.yaml").write_text(config)
+    (folder / "csv" / "metrics.csv").write_text(metrics)
+    return folder
+
+
+def nested(depth: int) -> str:
+    return "a: " + "[" * depth + "]" * depth + "\n"
+
+
+REFUSED = {  # a crafted file, what it holds, and the words its refusal must have (the value and the bound or flag)
+    "deep_yaml": ("config.yaml", nested(100_000), ["nested over 64 levels", "--max-yaml-depth"]),
+    "many_nodes": ("config.yaml", "a: [" + "0, " * 2_000_000 + "0]\n", ["over 100,000 YAML nodes", "--max-yaml-nodes"]),
+    "aliases": ("config.yaml", "a: &a [x, x]\nb: [*a, *a]\n", ["YAML alias (*a)"]),
+    "big_config": ("config.yaml", None, ["over the bound of 16,777,216 bytes", "--max-mib"]),
+    "big_metrics": ("csv/metrics.csv", None, ["over the bound of 16 MiB", "--max-mib"]),
+    "many_cells": ("csv/metrics.csv", "a,b,c,d\n" + "0,1,2,3\n" * 1_500_001, ["over 5,000,000 cells", "--max-cells"]),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSED))
+def test_compare_runs_refuses_unbounded_files_in_one_line_quickly(tmp_path, case):
+    name, content, words = REFUSED[case]
+    folder = run_folder(tmp_path)
+    path = folder / name
+    if content is None:  # 200 MB, written in no time: a sparse file (its size is all that is looked at)
+        with open(path, "wb") as f:
+            f.truncate(200 << 20)
+    else:
+        path.write_text(content)
+    code, lines, seconds, peak = compare(tmp_path)
+    assert code == 1 and len(lines) == 1, lines[-5:]
+    assert lines[0].startswith(f"Error: {path}: ") and "refused" in lines[0] and "Traceback" not in lines[0]
+    assert all(word in lines[0] for word in words), lines[0]
+    assert seconds < SECONDS and peak < MIB, (seconds, peak)
+
+
+def test_the_flags_raise_the_bounds_for_a_trusted_folder(tmp_path):
+    folder = run_folder(tmp_path, config=nested(80) + "lr: 0.1\n", metrics="step,val/acc\n" + "1,0.5\n" * 100)
+    code, lines, _, _ = compare(tmp_path)
+    assert code == 1 and "nested over 64 levels" in lines[0]
+    code, lines, _, _ = compare(tmp_path, "--max-yaml-depth", "100", "--max-cells", "150")
+    assert code == 1 and "over 150 cells" in lines[0] and str(folder / "csv" / "metrics.csv") in lines[0]
+    code, lines, _, _ = compare(tmp_path, "--max-yaml-depth", "100", "--metrics", "val/acc")
+    assert code == 0 and str(folder) in "\n".join(lines) and "0.5000" in lines[-1], lines
+    code, lines, _, _ = compare(tmp_path, "--max-yaml-depth", "1000")  # past what the parser's recursion allows
+    assert code == 2 and "--max-yaml-depth" in lines[-1] and "Traceback" not in "\n".join(lines)
+
+
+def test_a_fifo_metrics_csv_is_skipped_with_one_warning(tmp_path):
+    folder = run_folder(tmp_path, config="lr: 0.1\n")
+    (folder / "csv" / "metrics.csv").unlink()
+    os.mkfifo(folder / "csv" / "metrics.csv")  # opening it for reading would wait for a writer for ever
+    code, lines, seconds, _ = compare(tmp_path, "--keys", "lr")
+    assert code == 0 and seconds < SECONDS
+    warnings = [line for line in lines if line.startswith("Warning")]
+    assert warnings == [f"Warning: {folder / 'csv' / 'metrics.csv'} is not a regular file (a FIFO, socket or device)"
+                        ": skipped"]  # fmt: skip
+    assert any(line.startswith(str(folder)) for line in lines)  # the run is still in the table
+
+
+@pytest.mark.parametrize("planted", ["deep", "aliases", "many_nodes"])
+def test_hydra_records_of_a_resumed_folder_are_redacted_without_expanding_them(tmp_path, planted):
+    """A copied run folder's `.hydra/` (and the sweep's `multirun.yaml` beside it) are rewritten to redact secrets:
+    files planted there are read within the bounds (as text when they are not plain YAML), with no traceback."""
+    run = tmp_path / "sweep" / "0"
+    (run / ".hydra").mkdir(parents=True)
+    content = {"deep": nested(50_000), "aliases": "a: &a [x, x, x]\nb: &b [*a, *a, *a]\nc: [*b, *b, *b]\n",
+               "many_nodes": "a: [" + "0, " * 1_000_000 + "0]\n"}[planted]  # fmt: skip
+    secret = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
+    (run / ".hydra" / "overrides.yaml").write_text(content + f"token_like: {secret}\n")
+    (run.parent / "multirun.yaml").write_text(content + "password: hunter2-long\n")
+    start = time.monotonic()
+    resource_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    changed = redact_hydra_records(run, [])
+    assert time.monotonic() - start < SECONDS
+    assert (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - resource_before) / 1024 < MIB
+    assert set(changed) == {run / ".hydra" / "overrides.yaml", run.parent / "multirun.yaml"}
+    assert secret not in (run / ".hydra" / "overrides.yaml").read_text()
+    assert "hunter2-long" not in (run.parent / "multirun.yaml").read_text()
+
+
+def test_redacted_yaml_stays_plain_yaml(tmp_path):
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "overrides.yaml").write_text(
+        yaml.safe_dump(["+notes.a=hf_" + "AbCdEfGhIjKlMnOpQrStUvWxYzAbCdEfGh"])
+    )
+    redact_hydra_records(run, [])
+    assert yaml.safe_load((run / ".hydra" / "overrides.yaml").read_text()) == ["+notes.a=<redacted>"]
