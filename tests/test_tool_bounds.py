@@ -135,3 +135,14 @@ def test_redacted_yaml_stays_plain_yaml(tmp_path):
     )
     redact_hydra_records(run, [])
     assert yaml.safe_load((run / ".hydra" / "overrides.yaml").read_text()) == ["+notes.a=<redacted>"]
+
+
+def test_a_hydra_record_over_its_bound_is_left_unread(tmp_path):
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    with open(run / ".hydra" / "planted.yaml", "wb") as f:  # 200 MB in no time: a sparse file
+        f.truncate(200 << 20)
+    (run / ".hydra" / "overrides.yaml").write_text("- +db.password=hunter2-long\n")
+    start = time.monotonic()
+    assert redact_hydra_records(run, []) == [run / ".hydra" / "overrides.yaml"]
+    assert time.monotonic() - start < SECONDS and (run / ".hydra" / "planted.yaml").stat().st_size == 200 << 20

@@ -40,6 +40,7 @@ ASSIGNMENT = re.compile(
 )
 FLAG = re.compile(rf"(?P<head>(?<![\w-])--(?P<key>[A-Za-z][\w-]*)(?:=|[ \t]+))(?P<secret>{_QUOTED}|(?!-){_BARE})", re.M)
 NOT_VALUES = frozenset({"", "None", "none", "null", "Null", "NULL", "~", "true", "false", "True", "False", REDACTED})
+HYDRA_RECORD_BYTES = 8 << 20  # Hydra's records are kilobytes; a bigger one was planted in a copied folder: not read
 NOT_SECRET_SUFFIXES = ("_ID", "_SHA", "_COMMIT", "_UUID", "_REF")  # identifiers, not credentials
 
 
@@ -137,13 +138,13 @@ def redact(tree: Any, secrets: Iterable[str]) -> Any:
     return tree
 
 
-def redact_files(paths: Iterable[Path], secrets: Iterable[str]) -> list[Path]:
+def redact_files(paths: Iterable[Path], secrets: Iterable[str], max_bytes: int = 64 << 20) -> list[Path]:
     """Rewrite the files among `paths` that hold a secret and return them: YAML on its parsed data (quotes and escapes
-    hide nothing); other text, or YAML that is not plain data, on its text."""
+    hide nothing); other text, or YAML that is not plain data, on its text. Files over `max_bytes` are left alone."""
     secrets = list(secrets)
     changed = []
     for path in paths:
-        text = read_text(path, max_bytes=64 << 20)  # None for a link (never followed) or anything not a file
+        text = read_text(path, max_bytes=max_bytes)  # None for a link (never followed) or anything not a file
         if text is None:
             continue
         clean = _redact_yaml(text, secrets) if path.suffix in (".yaml", ".yml") else None
@@ -173,7 +174,7 @@ def redact_hydra_records(output_dir: str | Path, secrets: Iterable[str]) -> list
     folder's `.hydra/*.yaml` and, in a sweep, in `multirun.yaml` beside it."""
     output_dir = Path(output_dir)
     paths = [*output_dir.glob(".hydra/*.yaml"), output_dir.parent / "multirun.yaml"]
-    return redact_files(paths, secrets)
+    return redact_files(paths, secrets, max_bytes=HYDRA_RECORD_BYTES)
 
 
 @contextmanager
