@@ -18,25 +18,34 @@ from tests.conftest import ROOT
 SECONDS, MIB = 30, 1024  # the bounds every crafted input must stay within: 30 s, 1 GB of peak memory
 
 
-def bounded_run(*args: str, cwd: Path) -> tuple[int, list[str], float, float]:
-    """Run `python <args>` and return its exit code, the non-blank lines it printed (stdout and stderr), its wall
-    time (s) and its peak resident memory (MiB, from the kernel's accounting for this one child)."""
-    out = cwd / ".bounded_run.out"
+# Runs a script and, at its exit, writes its peak resident memory (VmHWM: this process's own, where getrusage's
+# maxrss would include the forking test process's memory) to the file named first.
+PEAK = """import atexit, runpy, sys
+peak_file, script = sys.argv[1:3]
+def report():
+    hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM"))
+    open(peak_file, "w").write(hwm.split()[1])  # kB
+atexit.register(report)
+sys.argv = sys.argv[2:]
+runpy.run_path(script, run_name="__main__")
+"""
+
+
+def bounded_run(script: str, *args: str, cwd: Path) -> tuple[int, list[str], float, float]:
+    """Run `python <script> <args>` and return its exit code, the non-blank lines it printed (stdout and stderr),
+    its wall time (s) and its peak resident memory (MiB)."""
+    peak = cwd / ".bounded_run.peak"
     start = time.monotonic()
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    with open(out, "w") as f:
-        child = subprocess.Popen([sys.executable, *args], cwd=cwd, stdout=f, stderr=subprocess.STDOUT, env=env)
-        while True:
-            pid, status, usage = os.wait4(child.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.monotonic() - start > 3 * SECONDS:  # far past the bound: stop it, the assertion below fails
-                child.kill()
-            time.sleep(0.05)
-    child.returncode = os.waitstatus_to_exitcode(status)
-    lines = [line for line in out.read_text().splitlines() if line.strip()]
-    out.unlink()
-    return child.returncode, lines, time.monotonic() - start, usage.ru_maxrss / 1024
+    done = subprocess.run(
+        [sys.executable, "-c", PEAK, str(peak), script, *args], cwd=cwd, env=env, capture_output=True, text=True,
+        timeout=3 * SECONDS,
+    )  # fmt: skip
+    seconds = time.monotonic() - start
+    lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+    megabytes = int(peak.read_text()) / 1024
+    peak.unlink()
+    return done.returncode, lines, seconds, megabytes
 
 
 def compare(folder: Path, *flags: str) -> tuple[int, list[str], float, float]:
