@@ -157,10 +157,14 @@ def test_no_shaped_token_or_password_from_the_command_line_reaches_any_file(repo
     git(repo_copy, "init", "-q")
     git(repo_copy, "add", "-A")
     git(repo_copy, "commit", "-qm", "base")
+    remote_password = "Remote-Pass-55"  # W&B and MLflow record the remote; both strip its credentials
+    git(repo_copy, "remote", "add", "origin", f"https://ci:{remote_password}@git.example.com/team/project.git")
     (repo_copy / "conf" / "local_notes.yaml").write_text(DIFF.replace("\n+", "\n").removeprefix("diff --git"))
+    train_yaml = repo_copy / "conf" / "train.yaml"  # a tracked file changed: `git diff HEAD` has it (W&B's too)
+    train_yaml.write_text(train_yaml.read_text() + '# DEPLOY_TOKEN = "tracked-value-008"\n')
     password, github, hugging = "Correct-Horse-Battery-99", TOKENS["GitHub token"], TOKENS["Hugging Face token"]
     openai = MORE_TOKENS["OpenAI-style key"][0]
-    secrets = [password, github, hugging, openai, *DIFF_SECRETS]
+    secrets = [password, github, hugging, openai, remote_password, "tracked-value-008", *DIFF_SECRETS]
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # the local store, in the repository copy
     run = repo_copy / "outputs" / "run"
     done = run_script(
@@ -172,7 +176,8 @@ def test_no_shaped_token_or_password_from_the_command_line_reaches_any_file(repo
     assert [s for s in secrets if s in done.stdout + done.stderr] == []
     (wandb_dir,) = (run / "wandb").glob("offline-run-*")
     assert (wandb_dir / f"run-{wandb_dir.name.rsplit('-', 1)[1]}.wandb").stat().st_size > 0
-    assert list((repo_copy / "mlruns").rglob("git.diff"))  # MLflow's copy of the diff, redacted as the run's
+    (diff,) = (repo_copy / "mlruns").rglob("git.diff")  # MLflow's copy of the diff, redacted as the run's
+    assert f'+# DEPLOY_TOKEN = "{REDACTED}"' in diff.read_text() and diff.read_text() == (run / "git.diff").read_text()
     assert f"notes.innocent={REDACTED}" in (run / ".hydra" / "overrides.yaml").read_text()
     assert f"+db.password={REDACTED}".encode() in next(wandb_dir.glob("run-*.wandb")).read_bytes()  # W&B's argv
     assert files_holding([run, repo_copy / "mlruns", repo_copy / "wandb"], secrets) == []

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from src.machinery.tracking.secrets import redact_hydra_records
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_script
 
 SECONDS, MIB = 30, 1024  # the bounds every crafted input must stay within: 30 s, 1 GB of peak memory
 
@@ -155,3 +155,21 @@ def test_a_hydra_record_over_its_bound_is_left_unread(tmp_path):
     start = time.monotonic()
     assert redact_hydra_records(run, []) == [run / ".hydra" / "overrides.yaml"]
     assert time.monotonic() - start < SECONDS and (run / ".hydra" / "planted.yaml").stat().st_size == 200 << 20
+
+
+@pytest.mark.slow
+def test_resuming_a_folder_with_planted_yaml_records_is_not_a_traceback(tmp_path):
+    """A copied run folder whose `.hydra/` holds a deeply nested record and whose parent holds an alias bomb as
+    `multirun.yaml`: `resume=true` redacts Hydra's records without expanding either, and trains on."""
+    run = tmp_path / "runs" / "run"
+    common = ["trainer=cpu", "logger=csv", "trainer.limit_train_batches=2", f"hydra.run.dir={run}"]
+    done = run_script("train.py", *common, "trainer.max_epochs=1")
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run / ".hydra" / "planted.yaml").write_text(nested(100_000))
+    bomb = ["l0: &l0 [lol]"] + [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 10)]
+    (run.parent / "multirun.yaml").write_text("\n".join(bomb) + "\n")
+    start = time.monotonic()
+    done = run_script("train.py", *common, "trainer.max_epochs=2", "resume=true")
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert time.monotonic() - start < 120  # a training run of 2 batches: the records cost nothing noticeable
+    assert (run / ".hydra" / "planted.yaml").read_text() == nested(100_000)  # no secret in it: left as it was
