@@ -12,7 +12,14 @@ from lightning.pytorch.loggers import CSVLogger
 
 from src.machinery.tracking import run_record
 from src.machinery.tracking.redacted_hparams import RedactedHyperparameters, redact_logged_hyperparameters
-from src.machinery.tracking.secrets import REDACTED, redact, redact_files, redact_text, secret_values
+from src.machinery.tracking.secrets import (
+    REDACTED,
+    is_secret_name,
+    redact,
+    redact_files,
+    redact_text,
+    secret_values,
+)
 from src.machinery.tracking.token_shapes import is_token, token_shapes
 from tests.conftest import run_script
 
@@ -68,6 +75,20 @@ def test_ordinary_values_that_start_alike_survive(value):
     assert not is_token(value) and token_shapes(value) == []
     assert redact_text(value, []) == value
     assert redact({"run_name": value, "model": {"name": value}}, []) == {"run_name": value, "model": {"name": value}}
+
+
+MODEL_NAMES = ["tokenizer", "max_tokens", "num_tokens", "token_embedding", "token_ids", "tokens_per_batch"]
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_names_of_model_parts_and_counts_are_not_secret(name):
+    assert not is_secret_name(name)
+    assert redact_text(f"+    {name}: 512\n+    self.{name} = 4\n", []) == f"+    {name}: 512\n+    self.{name} = 4\n"
+
+
+@pytest.mark.parametrize("name", ["token", "hf_token", "GH_TOKEN", "access_token", "api-token", "auth_token"])
+def test_names_of_tokens_stay_secret(name):
+    assert is_secret_name(name)
 
 
 def test_a_w_and_b_key_is_redacted_only_where_named():

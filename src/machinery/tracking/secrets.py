@@ -20,7 +20,8 @@ from src.machinery.runs.folder import read_text, write_text
 from src.machinery.tracking.token_shapes import REDACTED, URL_CREDENTIALS, is_token, redact_shapes
 
 SECRET_NAME = re.compile(
-    r"api[_-]?key|token|secret|passw(or)?d|passphrase|credential|pwd$|(^|[_-])key$|account[_-]?key"
+    # `token`, not a count or part of a model: `tokenizer`, `max_tokens`, `token_embedding`, `token_ids` are not secret
+    r"api[_-]?key|token(?!iz|s(?:$|[_-])|[_-]?(?:emb|ids?$|type|len|count|dim|num|size|pos|mix|drop))|secret|passw(or)?d|passphrase|credential|pwd$|(^|[_-])key$|account[_-]?key"
     r"|connection[_-]?string|conn[_-]?str|private[_-]?key|access[_-]?key|authorization|(^|[_-])auth$",
     re.IGNORECASE,
 )
