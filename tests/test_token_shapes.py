@@ -211,3 +211,14 @@ def test_no_shaped_token_or_password_from_the_command_line_reaches_any_file(repo
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert files_holding([evaluated, repo_copy / "mlruns"], secrets) == []
+
+
+def test_a_redacting_logger_still_pickles(tmp_path):
+    import pickle
+
+    logger = CSVLogger(tmp_path, name="csv", version="")
+    redact_logged_hyperparameters([logger], ["hunter2-long"])
+    copy = pickle.loads(pickle.dumps(logger))  # as a spawned DDP process gets it
+    copy.log_hyperparams({"note": "pw hunter2-long"})
+    copy.save()
+    assert yaml.safe_load((tmp_path / "csv" / "hparams.yaml").read_text()) == {"note": f"pw {REDACTED}"}

@@ -19,16 +19,22 @@ def _plain(params: Any) -> Any:
     return vars(params) if isinstance(params, Namespace) else dict(params) if isinstance(params, Mapping) else params
 
 
+class _Redacting:
+    """A logger's `log_hyperparams` that redacts its argument first (a class, not a closure: loggers stay picklable)."""
+
+    def __init__(self, log_hyperparams: Any, secrets: list[str]) -> None:
+        self.log_hyperparams, self.secrets = log_hyperparams, secrets
+
+    def __call__(self, params: Any, *args: Any, **kwargs: Any) -> Any:
+        return self.log_hyperparams(redact(_plain(params), self.secrets), *args, **kwargs)
+
+
 def redact_logged_hyperparameters(loggers: Iterable[Logger], secrets: Iterable[str]) -> None:
     """Every logger in `loggers` redacts what it is given to `log_hyperparams` (by name, value and shape), whoever
     calls it: the run record, and Lightning with the module's own hyperparameters."""
     secrets = list(secrets)
     for logger in loggers:
-
-        def log_hyperparams(params: Any, *args: Any, _log: Any = logger.log_hyperparams, **kwargs: Any) -> Any:
-            return _log(redact(_plain(params), secrets), *args, **kwargs)
-
-        logger.log_hyperparams = log_hyperparams  # type: ignore[method-assign]
+        logger.log_hyperparams = _Redacting(logger.log_hyperparams, secrets)  # type: ignore[method-assign]
 
 
 class RedactedHyperparameters(Callback):
