@@ -20,12 +20,17 @@ has a mean and a std column per metric, and `--plot` draws the group means as ba
 with the standard deviation as error bars.
 
 Run folders may come from elsewhere: what is printed has its control characters removed, CSV cells that a
-spreadsheet would run as a formula are quoted, and a config.yaml with YAML aliases or over 16 MiB is refused.
+spreadsheet would run as a formula are quoted, and every file read is bounded before it is used: a config.yaml with
+YAML aliases, over `--max-mib` MiB, `--max-yaml-nodes` nodes or `--max-yaml-depth` levels, and a metrics.csv over
+`--max-mib` MiB or `--max-cells` cells are refused in one line that names the file, its value and the bound (raise
+the bound when you trust the folder); anything but a regular file is skipped.
 """
 
 import argparse
 import csv
+import io
 import math
+import os
 import re
 import stat
 import statistics
@@ -37,7 +42,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from src.machinery.config.plain_yaml import PlainYamlError, read_plain_yaml  # noqa: E402
+from src.machinery.config.plain_yaml import MAX_DEPTH, MAX_NODES, PlainYamlError, read_plain_yaml  # noqa: E402
 from src.machinery.runs.folder import csv_cell  # noqa: E402
 
 # Keys that differ between any two runs without saying anything about them.
@@ -52,7 +57,11 @@ CHOICE = "choices."  # the run record's config-group options: choices.model = rn
 DEFAULT_METRICS = ["val/acc", "test/acc", "test/loss"]
 
 History = dict[str, list[tuple[float, float]]]  # metric -> [(step, value), ...] in logging order
-MAX_METRICS_BYTES = 256 << 20
+# Bounds on what is read from a run folder (each raised by its flag): a run's config.yaml is kilobytes with a few
+# hundred nodes under 10 levels; its metrics.csv a few MiB of at most a few hundred thousand cells.
+MAX_MIB = 16  # --max-mib: each file
+MAX_CELLS = 5_000_000  # --max-cells: a metrics.csv's cells (about 100 bytes each kept: 0.5 GB at the bound)
+YAML_DEPTH_LIMIT = 256  # --max-yaml-depth may go this far, no further: the parser recurses at every level
 # Terminal escape sequences (CSI, OSC), then any other control or bidirectional-override character.
 ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b.?")
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
@@ -63,11 +72,29 @@ def printable(text: str) -> str:
     return CONTROL.sub("?", ESCAPES.sub("", text))
 
 
-def refuse(path: Path, problem: str) -> SystemExit:
-    """One line naming the file and the problem (exit 1)."""
+def refuse(path: Path, problem: str, remedy: str = "rewrite the file as plain data") -> SystemExit:
+    """One line naming the file and the problem, and what to do if the file is trusted (exit 1)."""
     return SystemExit(
-        f"Error: {path}: {problem}; refused (leave that folder out, or if you trust it, rewrite the file as plain data)"
+        f"Error: {printable(str(path))}: {problem}; refused (leave that folder out, or if you trust it, {remedy})"
     )
+
+
+def open_bounded(path: Path, max_mib: float) -> io.TextIOWrapper | None:
+    """`path` open for reading as text, or None (with one warning line) when it is not a regular file (a FIFO would
+    block the read for ever); refused when over `max_mib` MiB. Opened before it is checked: what is read is what
+    was checked."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as error:
+        raise refuse(path, f"unreadable ({error.strerror})", "make it readable") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        return skipped(path)
+    if info.st_size > max_mib * (1 << 20):
+        os.close(fd)
+        raise refuse(path, f"{info.st_size:,} bytes, over the bound of {max_mib:g} MiB", "raise it: --max-mib N")
+    return open(fd, errors="replace", newline="")
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -80,20 +107,28 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def read_history(metrics_csv: Path) -> History:
-    """Every logged value of every metric in a Lightning CSVLogger file, with its step."""
+def read_history(metrics_csv: Path, max_mib: float = MAX_MIB, max_cells: int = MAX_CELLS) -> History:
+    """Every logged value of every metric in a Lightning CSVLogger file, with its step (within the bounds)."""
     history: History = {}
-    if not metrics_csv.is_file():
+    if not metrics_csv.exists() or (f := open_bounded(metrics_csv, max_mib)) is None:
         return history
-    if metrics_csv.stat().st_size > MAX_METRICS_BYTES:
-        raise refuse(metrics_csv, f"over {MAX_METRICS_BYTES >> 20} MiB")
+    cells = 0
     try:
-        with open(metrics_csv, errors="replace") as f:
-            for row in csv.DictReader(f):
-                step = float(row.get("step") or "nan")
-                for key, value in row.items():
-                    if value not in ("", None) and key not in ("epoch", "step"):
-                        history.setdefault(str(key), []).append((step, float(value)))
+        with f:
+            for row in csv.reader(f):  # rows as lists: a header of a million columns makes no dict per row
+                if cells == 0:
+                    header = row
+                    step_at = header.index("step") if "step" in header else None
+                    columns = [(i, key) for i, key in enumerate(header) if key not in ("epoch", "step")]
+                cells += len(row)
+                if cells > max_cells:
+                    raise refuse(metrics_csv, f"over {max_cells:,} cells (the bound)", "raise it: --max-cells N")
+                if row is header:
+                    continue
+                step = float(row[step_at] or "nan") if step_at is not None and step_at < len(row) else math.nan
+                for i, key in columns:
+                    if i < len(row) and row[i] != "":
+                        history.setdefault(key, []).append((step, float(row[i])))
     except (csv.Error, ValueError, TypeError) as error:
         raise refuse(metrics_csv, f"not a metrics CSV ({printable(str(error))[:200]})") from None
     return history
@@ -112,12 +147,14 @@ def best(history: History, metric: str) -> float | None:
     return min(values) if "loss" in metric else max(values)
 
 
+def skipped(path: Path) -> None:
+    """One warning line: `path` is not a regular file and is not read."""
+    print(f"Warning: {printable(str(path))} is not a regular file (a FIFO, socket or device): skipped", file=sys.stderr)
+
+
 def is_regular_config(path: Path) -> bool:
     """True for a regular file; a FIFO, socket or device (opening one can block) gets one warning line and False."""
-    if stat.S_ISREG(path.lstat().st_mode):
-        return True
-    print(f"Warning: {printable(str(path))} is not a regular file (a FIFO, socket or device): skipped", file=sys.stderr)
-    return False
+    return stat.S_ISREG(path.lstat().st_mode) or bool(skipped(path))
 
 
 def find_runs(roots: list[Path]) -> list[Path]:
@@ -127,15 +164,22 @@ def find_runs(roots: list[Path]) -> list[Path]:
     return sorted(f for f in found if is_regular_config(f / "config.yaml"))
 
 
-def load_run(folder: Path) -> dict[str, Any]:
+def load_run(folder: Path, bounds: argparse.Namespace | None = None) -> dict[str, Any]:
+    """A run folder's config and metrics, each read within `bounds` (`--max-*`; the defaults without)."""
+    bounds = bounds or parse_args([])
     path = folder / "config.yaml"
     try:
-        config = read_plain_yaml(path) or {}
+        config = read_plain_yaml(path, int(bounds.max_mib * (1 << 20)), bounds.max_yaml_nodes, bounds.max_yaml_depth)
+        config = config or {}
     except PlainYamlError as error:
-        raise refuse(path, f"not plain YAML ({printable(str(error))[:200]})") from None
+        remedy = {"bytes": "raise it: --max-mib N", "nodes": "raise it: --max-yaml-nodes N",
+                  "depth": f"raise it: --max-yaml-depth N (at most {YAML_DEPTH_LIMIT})"}  # fmt: skip
+        how = remedy.get(error.bound, "rewrite the file as plain data")
+        raise refuse(path, f"not plain YAML ({printable(str(error))[:200]})", how) from None
     if not isinstance(config, dict):
         raise refuse(path, "not a mapping of config keys")
-    return _run(str(folder), config, read_history(folder / "csv" / "metrics.csv"), config.get("tags") or [])
+    history = read_history(folder / "csv" / "metrics.csv", bounds.max_mib, bounds.max_cells)
+    return _run(str(folder), config, history, config.get("tags") or [])
 
 
 def _run(name: str, config: dict, history: History, tags: list[str]) -> dict[str, Any]:
@@ -380,6 +424,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--group-by", nargs="+", metavar="KEY", help="one row per value of these config keys "
                    "(model.net.dropout choices.model): mean ± std over the runs sharing them")  # fmt: skip
     p.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read runs from the W&B API instead of folders")
+    bounds = p.add_argument_group("bounds on what is read from a run folder (raise them for folders you trust)")
+    bounds.add_argument("--max-mib", type=float, default=MAX_MIB, help=f"each file's size (default {MAX_MIB})")
+    bounds.add_argument("--max-cells", type=int, default=MAX_CELLS, help=f"a metrics.csv's cells (default {MAX_CELLS})")
+    bounds.add_argument("--max-yaml-nodes", type=int, default=MAX_NODES, help=f"config.yaml's (default {MAX_NODES})")
+    bounds.add_argument(
+        "--max-yaml-depth",
+        type=int,
+        default=MAX_DEPTH,
+        choices=range(1, YAML_DEPTH_LIMIT + 1),
+        metavar="N",
+        help=f"config.yaml's nesting (default {MAX_DEPTH}, at most {YAML_DEPTH_LIMIT})",
+    )
     args = p.parse_args(argv)
     args.asked = [("--metric", args.metric)] * bool(args.metric) + [("--metrics", m) for m in args.metrics or []]
     args.metric = args.metric or ("test/acc" if args.x else "val/acc")
@@ -400,7 +456,7 @@ def load_runs(args: argparse.Namespace) -> list[dict]:
         runs = load_wandb_runs(args.wandb, args.group, args.tags, [*args.metrics, args.metric])
     else:
         roots = args.roots or [Path("outputs"), Path("multirun")]
-        runs = [load_run(folder) for folder in find_runs([r for r in roots if r.exists()])]
+        runs = [load_run(folder, args) for folder in find_runs([r for r in roots if r.exists()])]
     runs = [r for r in runs if (args.group is None or r["group"] == args.group) and set(args.tags) <= set(r["tags"])]
     if not runs:
         raise SystemExit(f"No runs match in {args.wandb or [str(r) for r in args.roots or ['outputs', 'multirun']]}")

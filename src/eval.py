@@ -19,6 +19,7 @@ from src.machinery.resume.stored_config import rebuild_run_config
 from src.machinery.runs.folder import write_csv
 from src.machinery.tracking.console import tidy_console
 from src.machinery.tracking.loggers import finish_tracking
+from src.machinery.tracking.redacted_hparams import redact_logged_hyperparameters
 from src.machinery.tracking.secrets import redact_hydra_records, secret_values
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         raise CheckpointError("eval.py needs ckpt_path=<path to a .ckpt file>")
     ckpt_path = Path(cfg.ckpt_path)
     # Hydra recorded the command line (a key given there included) before this ran: redact its records.
-    redact_hydra_records(cfg.paths.output_dir, secret_values(OmegaConf.to_container(cfg, resolve=True)))
+    secrets = secret_values(OmegaConf.to_container(cfg, resolve=True))
+    redact_hydra_records(cfg.paths.output_dir, secrets)
     trained, module, checkpoint = load_module(ckpt_path)
     data_cfg = cfg.data if cfg.get("data") else trained.data
     datamodule: pl.LightningDataModule = instantiate_node(data_cfg)
@@ -68,6 +70,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
             "split, in order: return self.test_dataloader())"
         )
     loggers = instantiate_loggers(cfg.get("logger"))
+    redact_logged_hyperparameters(loggers, secrets)  # Lightning logs the module's own hyperparameters
     callbacks = instantiate_group(cfg.get("callbacks"))
     trainer = instantiate_trainer(cfg.trainer, logger=loggers or False, callbacks=callbacks)
     try:

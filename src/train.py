@@ -27,6 +27,7 @@ from src.machinery.runs.folder import check_no_links, check_only_regular_files
 from src.machinery.shims.lightning import kill_launched_ranks
 from src.machinery.tracking.console import tidy_console
 from src.machinery.tracking.loggers import finish_tracking, track_run
+from src.machinery.tracking.redacted_hparams import RedactedHyperparameters, redact_logged_hyperparameters
 from src.machinery.tracking.run_record import (
     describe_run,
     run_config,
@@ -65,7 +66,8 @@ def build(cfg: DictConfig, ckpt_path: str | None = None, **trainer_overrides: An
         pl.seed_everything(cfg.seed, workers=True)
     set_default_group(cfg)
     record = run_config(cfg)  # credentials redacted
-    redact_hydra_records(cfg.paths.output_dir, secret_values(OmegaConf.to_container(cfg, resolve=True)))
+    secrets = secret_values(OmegaConf.to_container(cfg, resolve=True))
+    redact_hydra_records(cfg.paths.output_dir, secrets)
 
     datamodule: pl.LightningDataModule = instantiate_node(cfg.data)
     module: pl.LightningModule = instantiate_node(cfg.model, optimizer=cfg.optimizer, scheduler=cfg.get("scheduler"))
@@ -76,7 +78,9 @@ def build(cfg: DictConfig, ckpt_path: str | None = None, **trainer_overrides: An
         stored = read_checkpoint(ckpt_path, mmap=True)["state_dict"]
         check_state_dict_fits(module.state_dict(), stored, source=ckpt_path)
     loggers = instantiate_loggers(cfg.get("logger"))
+    redact_logged_hyperparameters(loggers, secrets)  # Lightning logs the module's own hyperparameters
     callbacks = instantiate_callbacks(cfg.get("callbacks"), has_logger=bool(loggers))
+    callbacks.append(RedactedHyperparameters(secrets))  # and stores them in every checkpoint
     for callback in callbacks:
         if isinstance(callback, RunConfigInCheckpoint):
             callback.run_config = record

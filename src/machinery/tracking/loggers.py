@@ -5,7 +5,9 @@ import logging
 import netrc
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from lightning.pytorch.loggers import Logger, MLFlowLogger, WandbLogger
@@ -13,7 +15,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from src.machinery.runs.folder import read_text, write_text
 from src.machinery.shims.lightning import experiment_started
-from src.machinery.tracking.secrets import argv_redacted, secret_values
+from src.machinery.tracking.secrets import argv_redacted, redact, secret_values
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +85,23 @@ def wandb_logger(mode: str = "auto", save_dir: str = ".", name: str | None = Non
     wandb_id = kwargs.pop("id", None) or run_id(save_dir)
     kwargs.setdefault("resume", "allow")
     name = f"{name}-{wandb_id}" if name else None
+    name, labels = redact_labels(name, {k: kwargs[k] for k in LABELS if kwargs.get(k) is not None})
+    kwargs.update(labels)
     return RedactingWandbLogger(save_dir=save_dir, mode=resolve_mode(mode), name=name, id=wandb_id, **kwargs)
+
+
+LABELS = ("group", "tags", "notes", "job_type")  # what describes a W&B run beside its name (not project, entity)
+
+
+def redact_labels(name: str | None, labels: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
+    """A run's name and labels (W&B's `LABELS`, or MLflow's tags) with credentials redacted: they come from the
+    config (`run_name=...`, `tags=[...]`), where a token may be put by mistake."""
+    secrets = secret_values()
+
+    def clean(value: Any) -> Any:
+        return redact(list(value) if isinstance(value, Sequence) and not isinstance(value, str) else value, secrets)
+
+    return (None if name is None else clean(name)), {clean(key): clean(value) for key, value in labels.items()}
 
 
 class RedactingWandbLogger(WandbLogger):
@@ -101,7 +119,8 @@ def mlflow_logger(save_dir: str, run_name: str, group: str | None, tags: list, j
     """Lightning's MLFlowLogger, named as the W&B run (`<name>-<run id>`), tagged `group`, `job_type` and its tags."""
     run_tags = {"group": group, "job_type": job_type, **dict.fromkeys(tags or [], "true")}
     run_tags = {key: str(value) for key, value in run_tags.items() if value is not None}
-    return KeptMLFlowLogger(Path(save_dir), run_name=f"{run_name}-{run_id(save_dir)}", tags=run_tags, **kwargs)
+    run_name, run_tags = redact_labels(f"{run_name}-{run_id(save_dir)}", run_tags)
+    return KeptMLFlowLogger(Path(save_dir), run_name=run_name, tags=run_tags, **kwargs)
 
 
 MLFLOW_RUN_ID = re.compile(r"[0-9a-f]{32}")  # MLflow's run ids: a UUID's 32 hex digits

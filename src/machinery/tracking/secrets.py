@@ -1,6 +1,7 @@
-"""Keep credentials out of everything a run writes: config files, checkpoints, Hydra's records and W&B. A secret is
-found by name (keys, variables, overrides), by value (URL passwords, token-shaped environment values) and on parsed
-YAML, so quoting or escaping cannot hide one (docs/reliability.md)."""
+"""Keep credentials out of everything a run writes: config files, checkpoints, Hydra's records, W&B and MLflow. A
+secret is found by name (keys, variables, overrides, assignments in text), by value (the values found so, wherever
+they appear again) and by shape (well-known token formats, PEM private keys, URL passwords: `token_shapes`), and on
+parsed YAML, so quoting or escaping cannot hide one (docs/reliability.md)."""
 
 import math
 import os
@@ -16,22 +17,31 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from src.machinery.config.plain_yaml import PlainYamlError, load_plain_yaml
 from src.machinery.runs.folder import read_text, write_text
+from src.machinery.tracking.token_shapes import REDACTED, URL_CREDENTIALS, is_token, redact_shapes
 
 SECRET_NAME = re.compile(
-    r"api[_-]?key|token|secret|passw(or)?d|passphrase|credential|pwd$|(^|[_-])key$|account[_-]?key"
+    # `token`, not a count or part of a model: `tokenizer`, `max_tokens`, `token_embedding`, `token_ids` are not secret
+    r"api[_-]?key|token(?!iz|s(?:$|[_-])|[_-]?(?:emb|ids?$|type|len|count|dim|num|size|pos|mix|drop))|secret|passw(or)?d|passphrase|credential|pwd$|(^|[_-])key$|account[_-]?key"
     r"|connection[_-]?string|conn[_-]?str|private[_-]?key|access[_-]?key|authorization|(^|[_-])auth$",
     re.IGNORECASE,
 )
 NOT_SECRET_NAMES = frozenset({"PWD", "OLDPWD"})  # the shell's working directories
-REDACTED = "<redacted>"
 MIN_SECRET_LENGTH = 6  # shorter values ("1", "true") would redact ordinary words
-# `scheme://user:password@host`: the password (the user name stays, to tell which account was used)
-URL_CREDENTIALS = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]*:)(?P<secret>[^/\s@]+)(?=@)")
 # `key=value` (an override, a query parameter, a connection string's part) whose key names a secret
 KEY_VALUE = re.compile(r"(?P<head>(?:^|(?<=[\s?&;,+~]))(?P<key>[\w.-]+)=)(?P<secret>[^\s&;,]+)")
-TOKEN_PREFIXES = re.compile(
-    r"(ghp_|gho_|ghu_|ghs_|github_pat_|glpat-|hf_|sk-|sk_live_|rk_live_|xox[abprs]-|AKIA|ASIA|AIza|eyJ)[\w.-]{12,}"
+# An assignment in text (a diff, a log, a config value) whose name looks secret: `KEY=value`, `KEY = "value"`,
+# `key: value` (YAML), `"key": "value"` (JSON), `export KEY=value`, and a flag's value: `--password value`,
+# `--token=value`. A bare value is a literal, not code: `token = get_token()` and `self.key = nn.Linear(...)` stay.
+_QUOTED = r""""(?:[^"\\\n]|\\.)*"|'[^'\n]*'"""
+_BARE = r"""(?>[^\s"',;(){}\[\]]+)(?=[\s,;)}\]]|$)"""
+ASSIGNMENT = re.compile(
+    rf"""(?P<head>(?<![\w.-])(?P<quote>["']?)(?P<key>[A-Za-z_][\w.-]*)(?P=quote)[ \t]*(?::=|=|:)[ \t]*)"""
+    rf"(?P<secret>{_QUOTED}|{_BARE})",
+    re.MULTILINE,
 )
+FLAG = re.compile(rf"(?P<head>(?<![\w-])--(?P<key>[A-Za-z][\w-]*)(?:=|[ \t]+))(?P<secret>{_QUOTED}|(?!-){_BARE})", re.M)
+NOT_VALUES = frozenset({"", "None", "none", "null", "Null", "NULL", "~", "true", "false", "True", "False", REDACTED})
+HYDRA_RECORD_BYTES = 8 << 20  # Hydra's records are kilobytes; a bigger one was planted in a copied folder: not read
 NOT_SECRET_SUFFIXES = ("_ID", "_SHA", "_COMMIT", "_UUID", "_REF")  # identifiers, not credentials
 
 
@@ -45,7 +55,7 @@ def is_secret_name(name: str) -> bool:
 def looks_like_token(value: str) -> bool:
     """True for a value shaped like a credential: a known token prefix, or 20+ random-looking characters with
     letters and digits and no path or list separators."""
-    if TOKEN_PREFIXES.fullmatch(value):
+    if is_token(value):
         return True
     if len(value) < 20 or not re.fullmatch(r"[A-Za-z0-9+/=_.-]+", value) or value.startswith(("/", ".", "~")):
         return False
@@ -97,12 +107,24 @@ def secret_values(
 
 
 def redact_text(text: str, secrets: Iterable[str]) -> str:
-    """`text` with every occurrence of every secret replaced by `<redacted>` (longest first), the password of
-    every URL, and the value of every `name=value` whose name looks like a credential."""
+    """`text` with every occurrence of every secret replaced by `<redacted>` (longest first), every token of a
+    well-known shape, PEM private key and URL password, and the value of every assignment (`name=value`,
+    `name: value`, `"name": "value"`, `--name value`, ...) whose name looks like a credential."""
     for secret in sorted(secrets, key=len, reverse=True):
         text = text.replace(secret, REDACTED)
-    text = URL_CREDENTIALS.sub(lambda m: m.group("head") + REDACTED, text)
-    return KEY_VALUE.sub(lambda m: m.group("head") + REDACTED if is_secret_name(m.group("key")) else m.group(0), text)
+    text = KEY_VALUE.sub(_redact_named, redact_shapes(text))
+    return FLAG.sub(_redact_named, ASSIGNMENT.sub(_redact_named, text))
+
+
+def _redact_named(match: re.Match[str]) -> str:
+    """An assignment's match with its value redacted when its name looks secret (quotes kept; `None`, `true`, an
+    empty value and a `${...}` interpolation left as they are: they hold no secret)."""
+    value = match.group("secret")
+    quote = value[0] if value[:1] in ("'", '"') and len(value) > 1 and value[-1] == value[0] else ""
+    bare = value[1:-1] if quote else value
+    if not is_secret_name(match.group("key")) or bare in NOT_VALUES or bare.startswith("${"):
+        return match.group(0)
+    return f"{match.group('head')}{quote}{REDACTED}{quote}"
 
 
 def redact(tree: Any, secrets: Iterable[str]) -> Any:
@@ -117,13 +139,13 @@ def redact(tree: Any, secrets: Iterable[str]) -> Any:
     return tree
 
 
-def redact_files(paths: Iterable[Path], secrets: Iterable[str]) -> list[Path]:
+def redact_files(paths: Iterable[Path], secrets: Iterable[str], max_bytes: int = 64 << 20) -> list[Path]:
     """Rewrite the files among `paths` that hold a secret and return them: YAML on its parsed data (quotes and escapes
-    hide nothing); other text, or YAML that is not plain data, on its text."""
+    hide nothing); other text, or YAML that is not plain data, on its text. Files over `max_bytes` are left alone."""
     secrets = list(secrets)
     changed = []
     for path in paths:
-        text = read_text(path, max_bytes=64 << 20)  # None for a link (never followed) or anything not a file
+        text = read_text(path, max_bytes=max_bytes)  # None for a link (never followed) or anything not a file
         if text is None:
             continue
         clean = _redact_yaml(text, secrets) if path.suffix in (".yaml", ".yml") else None
@@ -153,7 +175,7 @@ def redact_hydra_records(output_dir: str | Path, secrets: Iterable[str]) -> list
     folder's `.hydra/*.yaml` and, in a sweep, in `multirun.yaml` beside it."""
     output_dir = Path(output_dir)
     paths = [*output_dir.glob(".hydra/*.yaml"), output_dir.parent / "multirun.yaml"]
-    return redact_files(paths, secrets)
+    return redact_files(paths, secrets, max_bytes=HYDRA_RECORD_BYTES)
 
 
 @contextmanager
