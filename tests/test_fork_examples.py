@@ -131,6 +131,7 @@ def test_train_eval_and_predict(fork, tmp_path, example):
 
     best = next((tmp_path / "run" / "checkpoints").glob("epoch_*.ckpt"))
     evaluate = ["eval.py", f"ckpt_path={best}", "trainer=cpu", "predict=true", f"hydra.run.dir={tmp_path / 'e'}"]
+    evaluate += [f"data_dir={example.needs}"] if example.needs else []  # the data's folder here, never the checkpoint's
     evaluated = run(fork, *evaluate)
     eval_acc = float(re.search(r"test/acc=([0-9.]+)", evaluated.stdout + evaluated.stderr).group(1))
     assert eval_acc == pytest.approx(test_acc, abs=1e-4)

@@ -60,10 +60,11 @@ def check_zip_entries(source: bytes | Path, path: str | Path) -> None:
     for entry in entries:
         total += entry.file_size
         if entry.file_size > bound or total > bound:
-            which = f"entry {entry.filename[:100]!r}" if entry.file_size > bound else "its entries together"
+            over = entry.file_size > bound
+            which = f"entry {entry.filename[:100]!r}" if over else "its entries together"
             raise _refuse(
                 path,
-                f"{which} would inflate to {max(entry.file_size, total)} bytes, over the bound of {bound} bytes "
+                f"{which} would inflate to {entry.file_size if over else total} bytes, over the bound of {bound} bytes "
                 f"({MAX_RATIO}x the file's {size} bytes + {SLACK_BYTES}, at most {MAX_UNCOMPRESSED})",
             )
 

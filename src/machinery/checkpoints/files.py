@@ -206,6 +206,9 @@ def read_checkpoint(
             f"checkpoint {path} is not a readable PyTorch checkpoint (truncated or corrupted: {first_line(error)})"
         ) from None
     check_structure(checkpoint, path, path.stat().st_size if data is None else len(data))  # before anything uses it
+    if not lightning and not isinstance(checkpoint, dict):
+        kind = type(checkpoint).__name__
+        raise CheckpointError(f"checkpoint {path} holds a {kind}, not a state dict (names to tensors) or a checkpoint")
     if not isinstance(checkpoint, dict) or (lightning and not isinstance(checkpoint.get("state_dict"), dict)):
         raise CheckpointError(f"checkpoint {path} is not a Lightning checkpoint: it has no state_dict")
     return checkpoint

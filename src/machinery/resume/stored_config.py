@@ -25,7 +25,8 @@ CHOSEN_GROUPS = {"module": "classification"}
 RESERVED_KEYS = frozenset({"_target_", "_partial_", "_args_", "_recursive_", "_convert_"})
 CHOICE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)*")
 # Where the data is and how it is served are this machine's: conf/'s values (paths.data_dir, DATA_DIR in .env) or the
-# caller's `data_dir=`, never the checkpoint's (a stored data_dir would choose where eval.py creates and downloads).
+# caller's `data_dir=`, never the checkpoint's (a stored data_dir would choose where eval.py creates and downloads);
+# so is any stored data string that names a path (`is_machine_value`).
 MACHINE_KEYS = ("data_dir", "num_workers", "pin_memory")
 # Stored values that size what a rebuilt run allocates before its weights are loaded, each in a sane range (a stored
 # width or depth is checked by the weights themselves: the network is first built on the meta device).
@@ -68,21 +69,26 @@ def rebuild_run_config(
             if (values := stored.get(group)) is None:
                 continue
             if group == "data" and isinstance(values, Mapping):  # this machine's locations and workers, not the file's
-                values = {key: value for key, value in values.items() if key not in MACHINE_KEYS}
+                values = {key: value for key, value in values.items() if not is_machine_value(key, value)}
             base = OmegaConf.to_container(composed[group], resolve=False) if group in composed else None
             where = f"conf/{group}/{choices[group]}.yaml"
             composed[group] = overlay(base, values, group, source, where)
         if data_dir is not None:
             composed.data.data_dir = str(data_dir)
     if not bounds_lifted():
-        check_stored_values(composed, stored, source)
+        check_stored_values(composed, source)
     return composed
 
 
-def check_stored_values(composed: DictConfig, stored: Mapping, source: str | Path) -> None:
-    """Refuse (one line naming the file, the value and the bound) a stored value outside STORED_RANGES, an input of
-    over MAX_INPUT_ELEMENTS elements, or a stored data string that looks like a path (a data set's name is joined to
-    this machine's data_dir)."""
+def is_machine_value(key: str, value: Any) -> bool:
+    """A data value that is this machine's, never a checkpoint's: MACHINE_KEYS, and any path (a string naming a
+    folder or file: `path: /data/my_data.npz`), which conf/ (or `data_dir=`) gives instead."""
+    return key in MACHINE_KEYS or (isinstance(value, str) and ("/" in value or "\\" in value or value in (".", "..")))
+
+
+def check_stored_values(composed: DictConfig, source: str | Path) -> None:
+    """Refuse (one line naming the file, the value and the bound) a stored value outside STORED_RANGES or an input of
+    over MAX_INPUT_ELEMENTS elements."""
     for key, valid in STORED_RANGES.items():
         value = OmegaConf.select(composed, key, default=None)
         values = list(value) if isinstance(value, ListConfig) else [value]
@@ -100,21 +106,6 @@ def check_stored_values(composed: DictConfig, stored: Mapping, source: str | Pat
             f"checkpoint {source} refused: its stored data.input_shape={_short(list(shape))} makes inputs of over "
             f"{MAX_INPUT_ELEMENTS} elements; {TRUST_HINT}"
         )
-    for key, text in _strings(stored.get("data"), "data"):
-        if "/" in text or "\\" in text or "\0" in text or text in (".", ".."):
-            raise CheckpointError(
-                f"checkpoint {source} refused: its stored {key}={_short(text)} looks like a path, and data locations "
-                f"are this machine's (eval.py data_dir=<folder>); {TRUST_HINT}"
-            )
-
-
-def _strings(node: Any, key: str) -> list[tuple[str, str]]:
-    """Every string in a stored node with its dotted key (the node is bounded: `check_structure`)."""
-    if isinstance(node, Mapping):
-        return [f for name, v in node.items() if name not in MACHINE_KEYS for f in _strings(v, f"{key}.{name}")]
-    if isinstance(node, list | tuple):
-        return [found for i, v in enumerate(node) for found in _strings(v, f"{key}[{i}]")]
-    return [(key, node)] if isinstance(node, str) else []
 
 
 def group_choices(stored: Mapping, source: str | Path, conf_dir: Path) -> dict[str, str]:
