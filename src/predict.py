@@ -32,7 +32,7 @@ def input_files(pattern: str) -> list[Path]:
             str(path).encode()
         except UnicodeEncodeError:
             shown = str(path).encode(errors="surrogateescape").decode(errors="backslashreplace")
-            raise DataError(f"input: the file name {shown!r} is not UTF-8: rename it (or leave it out)") from None
+            raise DataError(f"input: the file name {shown} is not UTF-8: rename it (or leave it out)") from None
     return files
 
 
