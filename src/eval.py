@@ -8,7 +8,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from src.errors import CheckpointError, DataError, first_line
-from src.machinery.checkpoints.files import check_state_dict_fits, read_checkpoint
+from src.machinery.checkpoints.bounds import MAX_CLASS_NAME, TRUST_HINT, bounds_lifted, lift_bounds
+from src.machinery.checkpoints.files import check_state_dict_fits, check_tensor_mapping, read_checkpoint
 from src.machinery.config.instantiate import (
     instantiate_group,
     instantiate_loggers,
@@ -26,24 +27,35 @@ log = logging.getLogger(__name__)
 tidy_console()
 
 
-def load_checkpoint(ckpt_path: str | Path) -> tuple[DictConfig, dict]:
-    """The training config and contents of a checkpoint (verified, loaded with `weights_only=True`); the config is
-    rebuilt from this repository's conf/ with the checkpoint's recorded choices, so nothing in the file chooses code."""
+def load_checkpoint(ckpt_path: str | Path, data_dir: str | None = None) -> tuple[DictConfig, dict]:
+    """The training config and contents of a checkpoint (verified, loaded with `weights_only=True`, bounded); the
+    config is rebuilt from this repository's conf/ with the checkpoint's recorded choices, so nothing in the file
+    chooses code, and with this machine's data location (`data_dir`, else conf/'s) and workers."""
     checkpoint = read_checkpoint(ckpt_path)
     if "run_config" not in checkpoint:
         raise CheckpointError(
             f"checkpoint {ckpt_path} holds no run_config, which eval.py and predict.py rebuild the run from: it was "
             "written by a run with callbacks.run_config=null (train again with it) or not by this template's train.py"
         )
-    return rebuild_run_config(checkpoint["run_config"], ckpt_path), checkpoint
+    return rebuild_run_config(checkpoint["run_config"], ckpt_path, data_dir=data_dir), checkpoint
 
 
-def load_module(ckpt_path: str | Path) -> tuple[DictConfig, pl.LightningModule, dict]:
+def load_module(ckpt_path: str | Path, data_dir: str | None = None) -> tuple[DictConfig, pl.LightningModule, dict]:
     """The training config, the trained module and the checkpoint's contents (class names, ...)."""
-    trained, checkpoint = load_checkpoint(ckpt_path)
+    trained, checkpoint = load_checkpoint(ckpt_path, data_dir)
     if "weights" in trained.model.net:  # pretrained weights (a download, a file) are replaced by the checkpoint's
         trained.model.net.weights = None
-    # Evaluation never compiles: a compiled run's weights load unchanged into the plain network.
+    check_tensor_mapping(checkpoint["state_dict"], ckpt_path)
+    # Built first on the meta device (no memory): a stored width or depth that does not fit the weights in the file
+    # is refused before a real network of that size is allocated. Evaluation never compiles: a compiled run's weights
+    # load unchanged into the plain network.
+    try:
+        with torch.device("meta"):
+            shapes = instantiate_node(trained.model, optimizer=trained.optimizer, compile=False).state_dict()
+    except (NotImplementedError, RuntimeError) as error:  # a network whose __init__ reads tensor values
+        log.info("The network cannot be built on the meta device (%s): its shapes are checked once built", error)
+    else:
+        check_state_dict_fits(shapes, checkpoint["state_dict"], source=ckpt_path)
     module: pl.LightningModule = instantiate_node(trained.model, optimizer=trained.optimizer, compile=False)
     check_state_dict_fits(module.state_dict(), checkpoint["state_dict"], source=ckpt_path)
     module.load_state_dict(checkpoint["state_dict"])
@@ -55,10 +67,11 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     if not cfg.get("ckpt_path"):
         raise CheckpointError("eval.py needs ckpt_path=<path to a .ckpt file>")
     ckpt_path = Path(cfg.ckpt_path)
+    lift_bounds(cfg.get("trust_checkpoint", False))  # the user's own switch, for a file they trust
     # Hydra recorded the command line (a key given there included) before this ran: redact its records.
     secrets = secret_values(OmegaConf.to_container(cfg, resolve=True))
     redact_hydra_records(cfg.paths.output_dir, secrets)
-    trained, module, checkpoint = load_module(ckpt_path)
+    trained, module, checkpoint = load_module(ckpt_path, cfg.get("data_dir"))
     data_cfg = cfg.data if cfg.get("data") else trained.data
     datamodule: pl.LightningDataModule = instantiate_node(data_cfg)
     if cfg.get("data"):  # other data than the run's: its inputs and labels must fit the trained network
@@ -81,12 +94,25 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     if trainer.is_global_zero:
         log.info("Test metrics of %s: %s", ckpt_path, ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())))
     if cfg.get("predict"):
-        names = checkpoint.get("class_names")
-        if not (isinstance(names, list) and all(isinstance(name, str) for name in names)):
-            names = [str(name) for name in datamodule.class_names]  # older checkpoints: the data module's
+        names = stored_class_names(checkpoint, datamodule, ckpt_path)
         batches = trainer.predict(module, datamodule=datamodule)
         write_predictions(batches, names, Path(cfg.paths.output_dir))
     return metrics
+
+
+def stored_class_names(checkpoint: dict, datamodule: pl.LightningDataModule, ckpt_path: str | Path) -> list[str]:
+    """The checkpoint's class names, each of a bounded length (older checkpoints: the data module's)."""
+    names = checkpoint.get("class_names")
+    if names is None:
+        return [str(name) for name in datamodule.class_names]
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        raise CheckpointError(f"checkpoint {ckpt_path}: class_names is not a list of names (str)")
+    if not bounds_lifted() and (longest := max(map(len, names), default=0)) > MAX_CLASS_NAME:
+        raise CheckpointError(
+            f"checkpoint {ckpt_path} refused: a class name of {longest} characters, over the bound of "
+            f"{MAX_CLASS_NAME}; {TRUST_HINT}"
+        )
+    return names
 
 
 def check_data_fits(module: pl.LightningModule, datamodule: pl.LightningDataModule, ckpt_path: Path) -> None:

@@ -11,7 +11,8 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
 from src.errors import CheckpointError, ConfigValueError, DataError
-from src.eval import load_module
+from src.eval import load_module, stored_class_names
+from src.machinery.checkpoints.bounds import lift_bounds
 from src.machinery.config.instantiate import instantiate_group, instantiate_node, instantiate_trainer
 from src.machinery.runs.folder import write_csv
 from src.machinery.tracking.console import tidy_console
@@ -26,6 +27,12 @@ def input_files(pattern: str) -> list[Path]:
     found = Path(pattern).rglob("*") if Path(pattern).is_dir() else map(Path, glob.glob(pattern, recursive=True))
     if not (files := sorted(path for path in found if path.is_file())):
         raise DataError(f"input={pattern} matches no file: give a file, a folder or a glob ('photos/*.jpg')")
+    for path in files:  # predictions.csv names each file: a name that is not text cannot be written there
+        try:
+            str(path).encode()
+        except UnicodeEncodeError:
+            shown = str(path).encode(errors="surrogateescape").decode(errors="backslashreplace")
+            raise DataError(f"input: the file name {shown} is not UTF-8: rename it (or leave it out)") from None
     return files
 
 
@@ -36,9 +43,10 @@ def stack_inputs(inputs: list[torch.Tensor]) -> tuple[torch.Tensor, None]:
 
 def predict(cfg: DictConfig) -> Path:
     """Write `predictions.csv` for every readable input `cfg.input` names (`unreadable.csv`: the files skipped)."""
+    lift_bounds(cfg.get("trust_checkpoint", False))  # the user's own switch, for a file they trust
     redact_hydra_records(cfg.paths.output_dir, secret_values(OmegaConf.to_container(cfg, resolve=True)))
     files = input_files(str(cfg.input))
-    trained, module, checkpoint = load_module(cfg.ckpt_path)
+    trained, module, checkpoint = load_module(cfg.ckpt_path, cfg.get("data_dir"))
     # The run's data module knows its inputs (images: size, channels, scale and normalisation); it reads no data.
     datamodule = instantiate_node(trained.data)
     if state := checkpoint.get(type(datamodule).__qualname__):  # what Lightning saved of it: e.g. its normalisation
@@ -51,8 +59,8 @@ def predict(cfg: DictConfig) -> Path:
         )
     if not callable(read_inputs):
         read_inputs = lambda path: [read_input(path)]  # noqa: E731 - one input a file
-    names = checkpoint.get("class_names") or list(datamodule.class_names)  # older checkpoints: the data module's
-    if not isinstance(names, list) or len(names) != datamodule.num_classes:
+    names = stored_class_names(checkpoint, datamodule, cfg.ckpt_path)
+    if len(names) != datamodule.num_classes:
         raise CheckpointError(f"checkpoint {cfg.ckpt_path}: class_names is not a list of {datamodule.num_classes}")
     if not isinstance(cfg.top_k, int) or cfg.top_k < 1:
         raise ConfigValueError(f"top_k={cfg.top_k} is not valid: use a whole number of at least 1")

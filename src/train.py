@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from src.callbacks.energy import energy_summary
 from src.errors import CheckpointError, Preempted, RunError
+from src.machinery.checkpoints.bounds import lift_bounds
 from src.machinery.checkpoints.files import check_state_dict_fits, init_weights, read_checkpoint
 from src.machinery.config.instantiate import (
     instantiate_callbacks,
@@ -115,6 +116,7 @@ def resume_from(cfg: DictConfig) -> str | None:
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit the configured model, test its best checkpoint, and return the final metrics."""
+    lift_bounds(cfg.get("trust_checkpoint", False))  # the user's own switch, for checkpoints they trust
     ckpt_path = resume_from(cfg)
     with isolated_job():
         return _fit_and_test(build(cfg, ckpt_path), cfg, ckpt_path)
@@ -136,6 +138,10 @@ def _fit_and_test(run: Run, cfg: DictConfig, ckpt_path: str | None) -> dict[str,
     except SIGTERMException:
         # Lightning's own SIGTERM exit (code 0), outside the training steps the Preemption callback covers.
         raise Preempted(signal.SIGTERM, None) from None
+    except CheckpointError as error:  # a restored state refused (random generators, data position): name the file
+        if ckpt_path is None or str(ckpt_path) in str(error):
+            raise
+        raise CheckpointError(f"checkpoint {ckpt_path}: {error}") from None
     except Exception as error:
         if not isinstance(error, RunError):  # a crash, not a stop every rank takes together
             kill_launched_ranks(trainer)

@@ -134,5 +134,5 @@ def test_no_module_imports_code_by_name():
 def test_eval_builds_only_from_the_rebuilt_config():
     """The config eval.py instantiates is rebuild_run_config's, never the checkpoint's run_config as stored."""
     text = (ROOT / "src" / "eval.py").read_text()
-    assert 'return rebuild_run_config(checkpoint["run_config"], ckpt_path)' in text
+    assert 'return rebuild_run_config(checkpoint["run_config"], ckpt_path, data_dir=data_dir)' in text
     assert "OmegaConf.create(checkpoint" not in text

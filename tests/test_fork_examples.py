@@ -131,6 +131,8 @@ def test_train_eval_and_predict(fork, tmp_path, example):
 
     best = next((tmp_path / "run" / "checkpoints").glob("epoch_*.ckpt"))
     evaluate = ["eval.py", f"ckpt_path={best}", "trainer=cpu", "predict=true", f"hydra.run.dir={tmp_path / 'e'}"]
+    here = [f"data_dir={example.needs}"] if example.needs else []  # the data's folder here, never the checkpoint's
+    evaluate += here
     evaluated = run(fork, *evaluate)
     eval_acc = float(re.search(r"test/acc=([0-9.]+)", evaluated.stdout + evaluated.stderr).group(1))
     assert eval_acc == pytest.approx(test_acc, abs=1e-4)
@@ -140,7 +142,7 @@ def test_train_eval_and_predict(fork, tmp_path, example):
     assert sum(r["prediction"] == r["label"] for r in rows) / len(rows) == pytest.approx(eval_acc, abs=1e-4)
 
     truth = new_inputs(example, tmp_path / "new")
-    predict = ["predict.py", f"ckpt_path={best}", f"input={tmp_path / 'new'}", "trainer=cpu"]
+    predict = ["predict.py", f"ckpt_path={best}", f"input={tmp_path / 'new'}", "trainer=cpu", *here]
     run(fork, *predict, f"hydra.run.dir={tmp_path / 'p'}")
     with open(tmp_path / "p" / "predictions.csv") as f:
         predicted = {Path(r["file"]).name: r["prediction"] for r in csv.DictReader(f)}

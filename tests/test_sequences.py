@@ -65,7 +65,8 @@ def test_variable_length_series_train_eval_predict_and_draw(tmp_path):
     assert (tmp_path / "run" / "misclassified.png").is_file()  # drawn as lines by the data module
 
     best = next((tmp_path / "run" / "checkpoints").glob("epoch_*.ckpt"))
-    evaluated = run("eval.py", f"ckpt_path={best}", "trainer=cpu", "predict=true", f"hydra.run.dir={tmp_path / 'e'}")
+    evaluate = ["eval.py", f"ckpt_path={best}", "trainer=cpu", "predict=true", f"data_dir={data}"]  # where it is here
+    evaluated = run(*evaluate, f"hydra.run.dir={tmp_path / 'e'}")
     eval_acc = float(re.search(r"test/acc=([0-9.]+)", evaluated.stdout + evaluated.stderr).group(1))
     assert eval_acc == pytest.approx(test_acc, abs=1e-4)
     with open(tmp_path / "e" / "predictions.csv") as f:

@@ -174,5 +174,7 @@ def test_an_imagefolder_run_evaluates_and_reproduces(tmp_path):
     run_dir = tmp_path / "run"
     metrics = train(compose_config("train", [*FAST, *data, "logger=none", "trainer.max_epochs=2"], run_dir))
     best = next((run_dir / "checkpoints").glob("epoch_*.ckpt"))
-    evaluated = evaluate(compose_config("eval", [f"ckpt_path={best}", "trainer=cpu", "logger=none"], tmp_path / "e"))
+    # where the images are on this machine is the caller's to say (data_dir=), never the checkpoint's
+    overrides = [f"ckpt_path={best}", "trainer=cpu", "logger=none", f"data_dir={images}"]
+    evaluated = evaluate(compose_config("eval", overrides, tmp_path / "e"))
     assert evaluated["test/acc"] == pytest.approx(metrics["test/acc"], abs=1e-3)

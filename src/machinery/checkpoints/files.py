@@ -18,6 +18,7 @@ from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from src.errors import CheckpointError, first_line
+from src.machinery.checkpoints.bounds import check_structure, check_zip_entries
 from src.machinery.checkpoints.precheck import (
     check_checkpoint_path,
     checksum_path,
@@ -175,18 +176,21 @@ def _refused_content(error: Exception) -> str | None:
 def read_checkpoint(
     path: str | Path, map_location: Any = "cpu", lightning: bool = True, mmap: bool = False
 ) -> dict[str, Any]:
-    """Load with `weights_only=True` from the bytes whose checksum was verified (read once, into memory); a Lightning
-    checkpoint (with a state_dict) unless `lightning=False`. `mmap`: the file is verified, then mapped, its tensors
-    read only when touched: for a look at shapes, never for the weights a run uses (the mapped file can change after
-    the check). Raises `CheckpointError`, one line naming the file and what is wrong with it."""
+    """Load with `weights_only=True` from the bytes whose checksum was verified (read once, into memory), within the
+    bounds of `src.machinery.checkpoints.bounds`; a Lightning checkpoint (with a state_dict) unless `lightning=False`.
+    `mmap`: the file is verified, then mapped, its tensors read only when touched: for a look at shapes, never for the
+    weights a run uses (the mapped file can change after the check). Raises `CheckpointError`, one line naming the
+    file and what is wrong with it."""
     path = Path(path)
     if path.parent.is_dir():  # a kill between naming and renaming strands the checkpoint's or its checksum's
         remove_stranded_temp_files(path)
         remove_stranded_temp_files(checksum_path(path))
     if mmap:
         check_checkpoint_path(path)
-    source = path if mmap else io.BytesIO(read_verified_bytes(path))  # the bytes hashed are the bytes loaded
+    data = None if mmap else read_verified_bytes(path)  # the bytes hashed are the bytes loaded
+    check_zip_entries(path if data is None else data, path)  # before torch inflates any entry
     try:
+        source = path if data is None else io.BytesIO(data)
         checkpoint = torch.load(source, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as error:
         refused = _refused_content(error)
@@ -201,9 +205,24 @@ def read_checkpoint(
         raise CheckpointError(
             f"checkpoint {path} is not a readable PyTorch checkpoint (truncated or corrupted: {first_line(error)})"
         ) from None
+    check_structure(checkpoint, path, path.stat().st_size if data is None else len(data))  # before anything uses it
+    if not lightning and not isinstance(checkpoint, dict):
+        kind = type(checkpoint).__name__
+        raise CheckpointError(f"checkpoint {path} holds a {kind}, not a state dict (names to tensors) or a checkpoint")
     if not isinstance(checkpoint, dict) or (lightning and not isinstance(checkpoint.get("state_dict"), dict)):
         raise CheckpointError(f"checkpoint {path} is not a Lightning checkpoint: it has no state_dict")
     return checkpoint
+
+
+def check_tensor_mapping(state: Any, source: Any) -> None:
+    """Raise `CheckpointError` (one line) unless `state` maps names (str) to tensors, as a state dict does."""
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {source}: its state dict is a {type(state).__name__}, not names to tensors")
+    for key, value in state.items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            raise CheckpointError(
+                f"checkpoint {source}: its state dict maps {str(key)[:80]!r} to a {type(value).__name__}, not a tensor"
+            )
 
 
 def check_state_dict_fits(model_state: dict[str, torch.Tensor], loaded: dict[str, Any], source: Any) -> None:
@@ -228,6 +247,7 @@ def init_weights(module: torch.nn.Module, path: str, strict: bool = True) -> Non
     """Load a checkpoint's or state dict's weights into a new run (`init_from`), logging every key left out."""
     loaded = read_checkpoint(path, lightning=False)
     loaded, own = loaded.get("state_dict", loaded), module.state_dict()
+    check_tensor_mapping(loaded, f"init_from={path}")
     if not own.keys() & loaded.keys():  # the network's own state dict
         loaded = {f"net.{key}": value for key, value in loaded.items()}
     shared = own.keys() & loaded.keys()
@@ -266,6 +286,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def load_checkpoint(self, path: str | Path, map_location: Any = "cpu", weights_only: bool | None = None) -> dict:
         # weights_only is always True: a checkpoint never gets to run code, whatever the caller asks.
         checkpoint = read_checkpoint(path, map_location)
+        check_tensor_mapping(checkpoint["state_dict"], path)
         if self.model is not None:
             check_state_dict_fits(self.model.state_dict(), checkpoint["state_dict"], source=path)
         return checkpoint

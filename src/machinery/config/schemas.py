@@ -192,7 +192,7 @@ def check_value_ranges(cfg: DictConfig, ranges: dict[str, Range] = VALUE_RANGES)
             "trainer.max_epochs=-1 (no limit) leaves the learning-rate schedule no number of steps: "
             "set trainer.max_steps=<steps> or scheduler=none"
         )
-    for switch in ("resume", "predict"):  # predict: eval.py's; a string such as "no" would read as true
+    for switch in ("resume", "predict", "trust_checkpoint"):  # predict: eval.py's; a string "no" would read as true
         if not isinstance(cfg.get(switch, False), bool):
             raise ConfigValueError(f"{switch}={cfg[switch]} is not valid: use {switch}=true or {switch}=false")
     classes = OmegaConf.select(cfg, "data.classes")  # count_classes would fail on a number, the data set on a name

@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from src.errors import CheckpointError, first_line
+
 
 def rng_states() -> dict[str, Any]:
     """torch, CUDA, numpy and Python RNG states as tensors and plain containers (`weights_only=True` loads them)."""
@@ -31,6 +33,33 @@ def set_rng_states(states: dict[str, Any]) -> None:
     random.setstate((version, tuple(internal), gauss_next))
 
 
+def check_rng_states(states: Any) -> None:
+    """Raise `CheckpointError` (one line) unless `states` is what `rng_states` returns: each state is set on a
+    generator of its own, so a wrong type or shape fails here, when the checkpoint is read, not at train start."""
+    try:
+        if not isinstance(states, dict):
+            raise TypeError(f"a {type(states).__name__}, not a dict")
+        torch.Generator().set_state(states["torch"])
+        cuda = states["cuda"]
+        if not isinstance(cuda, list | tuple) or not all(
+            isinstance(s, torch.Tensor) and s.dtype == torch.uint8 for s in cuda
+        ):
+            raise TypeError("cuda: not a list of byte tensors")
+        kind, keys, pos, has_gauss, cached_gaussian = states["numpy"]
+        if not isinstance(keys, torch.Tensor) or keys.dtype != torch.int64:
+            raise TypeError("numpy: its keys are not an int64 tensor")
+        np.random.RandomState().set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached_gaussian))
+        version, internal, gauss_next = states["python"]
+        if not isinstance(internal, list | tuple):
+            raise TypeError("python: its internal state is not a sequence")
+        random.Random().setstate((version, tuple(internal), gauss_next))
+    except (TypeError, ValueError, KeyError, IndexError, RuntimeError, OverflowError) as error:
+        raise CheckpointError(
+            f"its random-generator state is not what this template saves ({first_line(error)[:200]}): resume from "
+            "another checkpoint, or start afresh"
+        ) from None
+
+
 class RandomStateInCheckpoint(Callback):
     """Stores the RNG states in every checkpoint; restores them at train start, not on load, as setting up the loaders
     draws random numbers in between. Under DDP it holds rank 0's (`seed_everything` gives every rank the same)."""
@@ -42,6 +71,7 @@ class RandomStateInCheckpoint(Callback):
         return rng_states()
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        check_rng_states(state_dict)
         self._to_restore = state_dict
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -3,6 +3,7 @@ links is not resumed and the template's own files are never written or read thro
 and eval.py check the command line with it before Hydra writes its records and opens `train.log`."""
 
 import csv
+import io
 import os
 import stat
 from collections.abc import Sequence
@@ -157,9 +158,17 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def write_csv(path: Path, header: list[str], rows: list[list]) -> Path:
-    """A CSV file no cell of which a spreadsheet runs as a formula (file paths and class names come from elsewhere)."""
-    with open(path, "w", newline="") as f:
-        csv.writer(f).writerows([header, *([csv_cell(c) if isinstance(c, str) else c for c in row] for row in rows)])
+    """A CSV file no cell of which a spreadsheet runs as a formula (file paths and class names come from elsewhere),
+    written whole or not at all: encoded first, then written to a temporary file renamed over `path`."""
+    text = io.StringIO(newline="")
+    csv.writer(text).writerows([header, *([csv_cell(c) if isinstance(c, str) else c for c in row] for row in rows)])
+    data = text.getvalue().encode()  # a cell that is not text (a file name that is not UTF-8) fails here, first
+    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        temp.write_bytes(data)
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
     return path
 
 

@@ -4,7 +4,7 @@ from collections.abc import Callable, Iterator
 
 import torch
 
-from src.machinery.serving.resumable import Position, next_batch_position
+from src.machinery.serving.resumable import Position, checked_position, next_batch_position
 
 
 class DeviceBatches:
@@ -64,4 +64,5 @@ class DeviceBatches:
 
     def load_state_dict(self, position: Position) -> None:
         """Make the next iteration carry on from `position`."""
+        position = checked_position(position)
         self.seed, self.epoch, self._resume_at = position["seed"], position["epoch"], position["batches_served"]

@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from src.machinery.serving.device_batches import DeviceBatches
-from src.machinery.serving.resumable import ResumableDataLoader, ResumableSampler
+from src.machinery.serving.resumable import ResumableDataLoader, ResumableSampler, checked_position
 
 Split = tuple[torch.Tensor, torch.Tensor]  # images (N, C, H, W), labels (N,)
 
@@ -133,7 +133,8 @@ class InMemoryServing:
         return {"train_position": self._train_loader.state_dict()} if self._train_loader is not None else {}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._resume_position = state_dict.get("train_position")
+        position = state_dict.get("train_position") if isinstance(state_dict, dict) else state_dict
+        self._resume_position = None if position is None else checked_position(position)
 
     @staticmethod
     def to_device(batch: Split, device: torch.device) -> Split:

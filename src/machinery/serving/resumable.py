@@ -7,7 +7,24 @@ from typing import Any
 
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from src.errors import CheckpointError
+
 Position = dict[str, int]  # seed, epoch, batches_served
+POSITION_KEYS = ("seed", "epoch", "batches_served")
+
+
+def checked_position(position: Any) -> Position:
+    """`position` as read from a checkpoint, if it is one (whole numbers from 0 to 2**63 - 1 under POSITION_KEYS);
+    else `CheckpointError`, one line (not a TypeError deep in a sampler when the resumed epoch starts)."""
+    if not isinstance(position, dict) or not all(
+        type(position.get(key)) is int and 0 <= position[key] < 2**63 for key in POSITION_KEYS
+    ):
+        shown = repr(position)
+        raise CheckpointError(
+            f"its data position {shown[:120]} is not {{seed, epoch, batches_served}} as whole numbers from 0: "
+            "not a checkpoint this template wrote (resume from another, or start afresh)"
+        )
+    return {key: position[key] for key in POSITION_KEYS}
 
 
 def next_batch_position(seed: int, epoch: int, served: int, batches_per_epoch: Callable[[], float] | None) -> Position:
@@ -61,6 +78,7 @@ class ResumableDataLoader(DataLoader):
 
     def load_state_dict(self, position: Position) -> None:
         """Make the next iteration carry on from `position` (as `state_dict()` returned it)."""
+        position = checked_position(position)
         if isinstance(self.sampler, ResumableSampler):
             self.sampler.seed = position["seed"]
             self.sampler.set_epoch(position["epoch"])

@@ -10,7 +10,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
 
-from src.machinery.serving.resumable import Position, ResumableDataLoader, ResumableSampler
+from src.machinery.serving.resumable import Position, ResumableDataLoader, ResumableSampler, checked_position
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,8 @@ class ResumableShuffle(Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if not state_dict:
             return
-        self._seed, self._position = state_dict["seed"], state_dict["position"]
+        position = checked_position(state_dict.get("position") if isinstance(state_dict, dict) else state_dict)
+        self._seed, self._position = position["seed"], position
         if self._loader is not None:  # built before the checkpoint was read (a schedule sized by the loader's length)
             self._loader.load_state_dict(self._position)
             self._position = None
