@@ -154,7 +154,7 @@ def test_a_project_takes_the_template_update_and_keeps_its_own_code(template, tm
     conflicted = git(project, "grep", "-l", "-e", "^<<<<<<< ", "-e", "^>>>>>>> ").split()
     assert conflicted == ["src/module.py"], updated.stderr[-2000:]
     text = (project / "src/module.py").read_text()
-    conflict = re.search(r"^<<<<<<< .*\n(.*)=======\n(.*)>>>>>>> .*\n", text, re.M | re.S)
+    conflict = re.search(r"^<<<<<<< [^\n]*\n(.*?)^=======\n(.*?)^>>>>>>> [^\n]*\n", text, re.M | re.S)
     assert conflict is not None and conflict.groups() == (FORK_LINE, B_LINE)
     assert text.endswith(FORK_ADDS)
     changed = {line[3:] for line in git(project, "status", "--porcelain", "--untracked-files=all").splitlines()}
