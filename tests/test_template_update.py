@@ -73,7 +73,8 @@ def replace(path: Path, old: str, new: str) -> None:
 def test_each_jinja_file_rendered_with_the_default_answers_is_its_plain_twin():
     """The template runs as it is because each rendered file has a plain twin the template uses; they never drift."""
     twins = sorted(ROOT.glob("**/*.jinja"))
-    assert {t.relative_to(ROOT).as_posix() for t in twins} >= {"pyproject.toml.jinja", "conf/logger/wandb.yaml.jinja"}
+    names = {twin.relative_to(ROOT).as_posix() for twin in twins}
+    assert names >= {"pyproject.toml.jinja", "conf/logger/wandb.yaml.jinja", ".env.example.jinja"}
     env = jinja2.Environment(keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
     for twin in twins:
         if twin.name == ".copier-answers.yml.jinja":
@@ -83,6 +84,8 @@ def test_each_jinja_file_rendered_with_the_default_answers_is_its_plain_twin():
     project = {**DEFAULTS, "project_name": "my-lab", "wandb_project": "lab-runs", "wandb_entity": "lab"}
     wandb = env.from_string((ROOT / "conf/logger/wandb.yaml.jinja").read_text()).render(**project)
     assert "${oc.env:WANDB_PROJECT,lab-runs}" in wandb and "${oc.env:WANDB_ENTITY,lab}" in wandb
+    dotenv = env.from_string((ROOT / ".env.example.jinja").read_text()).render(**project)
+    assert "\nWANDB_PROJECT=lab-runs " in dotenv and "\nWANDB_ENTITY=lab " in dotenv
 
 
 @pytest.fixture(scope="module")
