@@ -112,9 +112,9 @@ def template(tmp_path_factory) -> Path:
     return copy
 
 
-def make_test(project: Path, venv: Path) -> str:
+def make_test(project: Path, venv: Path, *args: str) -> str:
     """The project's `make test` (its default suite, slow tests left out) with this environment; the summary."""
-    done = subprocess.run(["make", "test"], cwd=project, env=environment_for_make(venv), capture_output=True,
+    done = subprocess.run(["make", "test", *args], cwd=project, env=environment_for_make(venv), capture_output=True,
                           text=True, timeout=1200)  # fmt: skip
     summary = done.stdout.strip().splitlines()[-1]
     assert done.returncode == 0 and "failed" not in summary, done.stdout[-4000:] + done.stderr[-2000:]
