@@ -62,6 +62,17 @@ def example(request) -> Example:
     return found
 
 
+def write_recipes(copy: Path, sections: list[str]) -> dict[str, int]:
+    """Write the files of these sections of docs/extending.md into `copy`, as shown; the lines of each."""
+    lines = {}
+    for step in doc_steps((ROOT / "docs" / "extending.md").read_text()):
+        if step.path and step.section in sections:
+            (copy / step.path).parent.mkdir(parents=True, exist_ok=True)
+            (copy / step.path).write_text(step.text)
+            lines[step.path] = len(step.text.splitlines())
+    return lines
+
+
 @pytest.fixture(scope="module")
 def fork(tmp_path_factory) -> Path:
     """A copy of the repository with the recipes' files written into it, as a fork adds them."""
@@ -69,13 +80,8 @@ def fork(tmp_path_factory) -> Path:
     for name in repo_files():
         (copy / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, copy / name)
-    steps = [s for s in doc_steps((ROOT / "docs" / "extending.md").read_text()) if s.path]
     for name, example in EXAMPLES.items():
-        lines = {}
-        for step in (s for s in steps if s.section in example.sections):
-            (copy / step.path).parent.mkdir(parents=True, exist_ok=True)
-            (copy / step.path).write_text(step.text)
-            lines[step.path] = len(step.text.splitlines())
+        lines = write_recipes(copy, example.sections)
         assert sorted(lines) == example.files
         print(f"the {name} example: {len(lines)} new files, {sum(lines.values())} lines ({lines}); no file edited")
     # a fork is a git repository that commits its new files (the run record and make test read git)
