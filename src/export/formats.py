@@ -1,0 +1,93 @@
+"""Write the exported graph in one format: ONNX (opset of torch's dynamo exporter; metadata in the model's
+metadata_props) or a `torch.export` program (`.pt2`; metadata in its extra file `metadata.json`)."""
+
+import json
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from src.errors import RunError, first_line
+from src.export.graph import ExportedModel
+
+log = logging.getLogger(__name__)
+
+METADATA_KEY = "dl_template"  # ONNX metadata_props key (and the .pt2's extra file `metadata.json`): JSON
+PT2_METADATA = "metadata.json"
+
+
+class ExportError(RunError):
+    """A network that cannot be exported, or an export that does not compute what the checkpoint does."""
+
+
+def input_names(model: ExportedModel) -> list[str]:
+    return ["x", "lengths"] if model.series else ["x"]
+
+
+def dynamic_shapes(model: ExportedModel, time: bool = True) -> tuple[dict, ...]:
+    """A dynamic batch dimension, and for series a dynamic time dimension (`time=False`: a fixed one)."""
+    batch = torch.export.Dim("batch", min=1)
+    if not model.series:
+        return ({0: batch},)
+    return ({0: batch, 1: torch.export.Dim("time", min=2)} if time else {0: batch}, {0: batch})
+
+
+def unsupported(error: Exception, fmt: str) -> ExportError:
+    """One line naming the operator the exporter could not take, when its message names one."""
+    text = str(error)
+    found = re.search(r"op='(aten\.\w+)'(?:, overload='(\w+)')?", text) or re.search(r"\b(aten[.:]+\w+(\.\w+)?)", text)
+    if found:
+        op = found.group(1) + (f".{found.group(2)}" if found.lastindex and found.lastindex > 1 and found.group(2) else "")
+        return ExportError(f"the network cannot be exported to {fmt}: operator {op} is not supported ({first_line(error)})")
+    return ExportError(f"the network cannot be exported to {fmt}: {type(error).__name__}: {first_line(error)}")
+
+
+def export_onnx(model: ExportedModel, args: tuple, path: Path, metadata: dict[str, Any]) -> None:
+    """`model` as ONNX at `path`, dynamic batch (and time), its metadata as metadata_props[METADATA_KEY]."""
+    import onnx
+
+    try:
+        program = torch.onnx.export(
+            model,
+            args,
+            dynamo=True,
+            input_names=input_names(model),
+            output_names=["probabilities"],
+            dynamic_shapes=dynamic_shapes(model),
+            verbose=False,
+        )
+        program.save(str(path))
+    except Exception as error:  # the exporter's errors have many types (UserError, DispatchError, ...)
+        raise unsupported(error, "ONNX") from None
+    proto = onnx.load(str(path))
+    proto.metadata_props.add(key=METADATA_KEY, value=json.dumps(metadata))
+    onnx.save(proto, str(path))
+
+
+def export_program(model: ExportedModel, args: tuple, path: Path, metadata: dict[str, Any]) -> int | None:
+    """`model` as a `torch.export` program at `path`; the number of time steps when they had to be fixed (an
+    LSTM/GRU specialises them), else None."""
+    fixed_time = None
+    try:
+        try:
+            program = torch.export.export(model, args, dynamic_shapes=dynamic_shapes(model))
+        except Exception as error:
+            if not model.series or "time" not in str(error):
+                raise
+            fixed_time = int(args[0].shape[1])
+            log.info("torch.export fixed the time dimension at %d steps (%s)", fixed_time, first_line(error))
+            program = torch.export.export(model, args, dynamic_shapes=dynamic_shapes(model, time=False))
+    except Exception as error:
+        raise unsupported(error, "torch.export") from None
+    metadata = {**metadata, "time_steps": fixed_time}
+    torch.export.save(program, str(path), extra_files={PT2_METADATA: json.dumps(metadata)})
+    return fixed_time
+
+
+def load_program(path: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """A saved `.pt2`'s callable module and its metadata."""
+    extra = {PT2_METADATA: ""}
+    program = torch.export.load(str(path), extra_files=extra)
+    return program.module(), json.loads(extra[PT2_METADATA])
