@@ -67,7 +67,7 @@ def read_image(path: Path, mode: str, size: int) -> np.ndarray:
     new = (new_short, new_long) if width <= height else (new_long, new_short)
     if new != image.size:
         image = image.resize(new, Image.BILINEAR)
-    left, top = int(round((new[0] - size) / 2.0)), int(round((new[1] - size) / 2.0))
+    left, top = round((new[0] - size) / 2.0), round((new[1] - size) / 2.0)  # as torchvision's CenterCrop
     image = image.crop((left, top, left + size, top + size))
     pixels = np.asarray(image, dtype=np.float32)  # (H, W) or (H, W, C)
     return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
@@ -134,8 +134,8 @@ def predict_exported(argv: Sequence[str]) -> Path:
     values = parse_arguments(argv)
     check_unused_folder_argument(argv)
     output_dir = Path(values.get("hydra.run.dir") or f"outputs/predict/{time.strftime('%Y-%m-%d_%H-%M-%S')}")
+    session, metadata = load_session(values["ckpt_path"])  # the model first, as the checkpoint path checks it first
     files = input_files(values["input"])
-    session, metadata = load_session(values["ckpt_path"])
     names, prep = metadata["class_names"], metadata["preprocessing"]
     k, batch_size = min(int(values["top_k"]), len(names)), int(values["batch_size"])
     series = prep["kind"] == "series"

@@ -66,7 +66,9 @@ def image_preprocessing(datamodule: TensorDataModule) -> dict[str, Any]:
 
 
 def series_preprocessing(datamodule: UCRDataModule) -> dict[str, Any]:
-    stats = {k: None if v is None else [float(x) for x in v] for k, v in (("mean", datamodule.mean), ("std", datamodule.std))}
+    stats = {
+        k: None if v is None else [float(x) for x in v] for k, v in (("mean", datamodule.mean), ("std", datamodule.std))
+    }
     return {
         "kind": "series",
         "reader": "a .ts/.tsv file's series, missing values filled by linear interpolation along time (the edges by "

@@ -39,8 +39,12 @@ def unsupported(error: Exception, fmt: str) -> ExportError:
     text = str(error)
     found = re.search(r"op='(aten\.\w+)'(?:, overload='(\w+)')?", text) or re.search(r"\b(aten[.:]+\w+(\.\w+)?)", text)
     if found:
-        op = found.group(1) + (f".{found.group(2)}" if found.lastindex and found.lastindex > 1 and found.group(2) else "")
-        return ExportError(f"the network cannot be exported to {fmt}: operator {op} is not supported ({first_line(error)})")
+        op = found.group(1) + (
+            f".{found.group(2)}" if found.lastindex and found.lastindex > 1 and found.group(2) else ""
+        )
+        return ExportError(
+            f"the network cannot be exported to {fmt}: operator {op} is not supported ({first_line(error)})"
+        )
     return ExportError(f"the network cannot be exported to {fmt}: {type(error).__name__}: {first_line(error)}")
 
 
@@ -48,6 +52,8 @@ def export_onnx(model: ExportedModel, args: tuple, path: Path, metadata: dict[st
     """`model` as ONNX at `path`, dynamic batch (and time), its metadata as metadata_props[METADATA_KEY]."""
     import onnx
 
+    for name in ("onnx_ir", "onnxscript"):  # their passes log every step at INFO
+        logging.getLogger(name).setLevel(logging.WARNING)
     try:
         program = torch.onnx.export(
             model,

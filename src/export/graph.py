@@ -108,10 +108,8 @@ class PaddedRNN(nn.Module):
                     finals.append(out[:, 0])  # the backward state after reading the whole series
                 outputs.append(out)
             h = torch.cat(outputs, dim=2)  # (B, T, dirs * hidden)
-        if self.pool == "mean":
-            features = masked_mean(h.transpose(1, 2), lengths)  # (B, dirs * hidden)
-        else:
-            features = torch.cat(finals, dim=1)  # (B, dirs * hidden)
+        # (B, dirs * hidden): the mean output over the valid steps, or each direction's last state
+        features = masked_mean(h.transpose(1, 2), lengths) if self.pool == "mean" else torch.cat(finals, dim=1)
         return self.classifier(features)  # (B, num_classes)
 
 

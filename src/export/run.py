@@ -54,7 +54,7 @@ def export(cfg: DictConfig) -> dict[str, Any]:
         "source_sha256": file_digest(ckpt_path),
         "git_commit": git_state(ROOT)["commit"],
     }
-    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    temp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")  # the suffix torch.export wants
     try:
         with torch.no_grad():
             args = example_inputs(model, input_shape)
@@ -89,7 +89,9 @@ def export(cfg: DictConfig) -> dict[str, Any]:
         temp.unlink(missing_ok=True)
         if isinstance(error, (ExportError, ConfigValueError)) or not isinstance(error, Exception):
             raise
-        raise ExportError(f"exporting {ckpt_path} as {cfg.format} failed: {type(error).__name__}: {first_line(error)}") from None
+        raise ExportError(
+            f"exporting {ckpt_path} as {cfg.format} failed: {type(error).__name__}: {first_line(error)}"
+        ) from None
     record(report, path.parent / "export.json")
     print_table(report)
     return report

@@ -93,7 +93,7 @@ def compare(module: pl.LightningModule, run: Runner, split: TestSplit, batch_siz
     exported = np.concatenate([run(*b) for b in split.batches("raw", batch_size)])
     agree = eager.argmax(1) == exported.argmax(1)
     return {
-        "test_examples": int(len(agree)),
+        "test_examples": len(agree),
         "agreement": float(agree.mean()),
         "disagreements": int((~agree).sum()),
         "max_probability_difference": float(np.abs(eager - exported).max()),
