@@ -176,7 +176,9 @@ def run_batch(session: Any, inputs: list[np.ndarray], series: bool, metadata: di
     if not series:
         return session.run(None, {"x": np.stack(inputs)})[0]
     lengths = np.array([len(s) for s in inputs], dtype=np.int64)
-    steps = metadata.get("time_steps") or int(lengths.max())
+    steps = metadata.get("time_steps") or int(lengths.max())  # exported with a fixed time dimension: padded to it
+    if lengths.max() > steps:
+        raise DataError(f"a series of {lengths.max()} steps: this file was exported for at most {steps} (time_steps)")
     x = np.zeros((len(inputs), steps, inputs[0].shape[1]), dtype=np.float32)
     for row, s in zip(x, inputs, strict=True):
         row[: len(s)] = s

@@ -280,11 +280,16 @@ def test_predict_with_an_onnx_file_reports_bad_input_in_one_line(digits_onnx, tm
 FAMILIES = {
     "resnet_channels_last": ["model=resnet", "model.net.depth=18", "model.net.width=8", "model.channels_last=true"],
     "rnn_rows": ["model=rnn", "model.net.hidden_size=32"],
-    "lstm_gunpoint": ["data=gunpoint", "model=rnn", "model.net.hidden_size=32", "model.net.max_steps=30"],
-    "bigru_vowels": [
-        "data=japanesevowels",
+    "gru_chunks_gunpoint": [
+        "data=gunpoint",
         "model=rnn",
         "model.net.cell=gru",
+        "model.net.hidden_size=32",
+        "model.net.max_steps=30",
+    ],
+    "bilstm_vowels": [
+        "data=japanesevowels",
+        "model=rnn",
         "model.net.bidirectional=true",
         "model.net.num_layers=2",
         "model.net.pool=mean",

@@ -4,6 +4,7 @@ metadata_props) or a `torch.export` program (`.pt2`; metadata in its extra file 
 import json
 import logging
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,47 +49,65 @@ def unsupported(error: Exception, fmt: str) -> ExportError:
     return ExportError(f"the network cannot be exported to {fmt}: {type(error).__name__}: {first_line(error)}")
 
 
-def export_onnx(model: ExportedModel, args: tuple, path: Path, metadata: dict[str, Any]) -> None:
-    """`model` as ONNX at `path`, dynamic batch (and time), its metadata as metadata_props[METADATA_KEY]."""
+def export_onnx(model: ExportedModel, args: tuple, path: Path, metadata: dict[str, Any]) -> int | None:
+    """`model` as ONNX at `path`, dynamic batch (and time), its metadata as metadata_props[METADATA_KEY]; the number
+    of time steps when they had to be fixed, else None."""
     import onnx
 
     for name in ("onnx_ir", "onnxscript"):  # their passes log every step at INFO
         logging.getLogger(name).setLevel(logging.WARNING)
-    try:
-        program = torch.onnx.export(
+
+    def onnx_program(time: bool) -> Any:
+        return torch.onnx.export(
             model,
             args,
             dynamo=True,
             input_names=input_names(model),
             output_names=["probabilities"],
-            dynamic_shapes=dynamic_shapes(model),
+            dynamic_shapes=dynamic_shapes(model, time),
             verbose=False,
         )
+
+    program, fixed_time = with_fixed_time_fallback(model, args, onnx_program, "ONNX")
+    metadata = {**metadata, "time_steps": fixed_time}
+    try:
         program.save(str(path))
-    except Exception as error:  # the exporter's errors have many types (UserError, DispatchError, ...)
+    except Exception as error:
         raise unsupported(error, "ONNX") from None
     proto = onnx.load(str(path))
     proto.metadata_props.add(key=METADATA_KEY, value=json.dumps(metadata))
     onnx.save(proto, str(path))
+    return fixed_time
+
+
+def with_fixed_time_fallback(
+    model: ExportedModel, args: tuple, export: Callable[[bool], Any], fmt: str
+) -> tuple[Any, int | None]:
+    """`export(time=True)`; for series that fails on (an LSTM/GRU in torch.export, a GRU over chunks of steps in the
+    ONNX exporter), `export(time=False)` with the time steps fixed at the example's. The exporter's result, and the
+    fixed number of steps or None."""
+    try:
+        try:
+            return export(True), None
+        except Exception as error:
+            if not model.series:
+                raise
+            log.info("%s: the time dimension is fixed at %d steps (%s)", fmt, args[0].shape[1], first_line(error))
+        return export(False), int(args[0].shape[1])
+    except Exception as error:  # the exporters' errors have many types (UserError, DispatchError, ...)
+        raise unsupported(error, fmt) from None
 
 
 def export_program(model: ExportedModel, args: tuple, path: Path, metadata: dict[str, Any]) -> int | None:
     """`model` as a `torch.export` program at `path`; the number of time steps when they had to be fixed (an
     LSTM/GRU specialises them), else None."""
-    fixed_time = None
-    try:
-        try:
-            program = torch.export.export(model, args, dynamic_shapes=dynamic_shapes(model))
-        except Exception as error:
-            if not model.series or "time" not in str(error):
-                raise
-            fixed_time = int(args[0].shape[1])
-            log.info("torch.export fixed the time dimension at %d steps (%s)", fixed_time, first_line(error))
-            program = torch.export.export(model, args, dynamic_shapes=dynamic_shapes(model, time=False))
-    except Exception as error:
-        raise unsupported(error, "torch.export") from None
+
+    def program(time: bool) -> torch.export.ExportedProgram:
+        return torch.export.export(model, args, dynamic_shapes=dynamic_shapes(model, time))
+
+    exported, fixed_time = with_fixed_time_fallback(model, args, program, "torch.export")
     metadata = {**metadata, "time_steps": fixed_time}
-    torch.export.save(program, str(path), extra_files={PT2_METADATA: json.dumps(metadata)})
+    torch.export.save(exported, str(path), extra_files={PT2_METADATA: json.dumps(metadata)})
     return fixed_time
 
 

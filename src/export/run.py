@@ -58,14 +58,11 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     try:
         with torch.no_grad():
             args = example_inputs(model, input_shape)
-        if cfg.format == "onnx":
-            export_onnx(model, args, temp, metadata)
-            run = onnx_runner(temp, cfg.threads)
-        else:
-            if steps := export_program(model, args, temp, metadata):
-                split.padded_to(steps)
-                metadata["time_steps"] = steps
-            run = program_runner(load_program(temp)[0])
+        write = export_onnx if cfg.format == "onnx" else export_program
+        if steps := write(model, args, temp, metadata):  # a fixed time dimension: series padded to it
+            split.padded_to(steps)
+        metadata["time_steps"] = steps
+        run = onnx_runner(temp, cfg.threads) if cfg.format == "onnx" else program_runner(load_program(temp)[0])
         checked = compare(module, run, split)
         if checked["disagreements"] or not checked["max_probability_difference"] <= TOLERANCE:
             raise ExportError(
