@@ -37,16 +37,13 @@ def dynamic_shapes(model: ExportedModel, time: bool = True) -> tuple[dict, ...]:
 
 def unsupported(error: Exception, fmt: str) -> ExportError:
     """One line naming the operator the exporter could not take, when its message names one."""
-    text = str(error)
-    found = re.search(r"op='(aten\.\w+)'(?:, overload='(\w+)')?", text) or re.search(r"\b(aten[.:]+\w+(\.\w+)?)", text)
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))  # the exporter colours its messages
+    found = re.search(r"op='(aten\.\w+)'(?:, overload='(\w+)')?", text) or re.search(r"\b(aten\.\w+(?:\.\w+)?)", text)
     if found:
-        op = found.group(1) + (
-            f".{found.group(2)}" if found.lastindex and found.lastindex > 1 and found.group(2) else ""
-        )
-        return ExportError(
-            f"the network cannot be exported to {fmt}: operator {op} is not supported ({first_line(error)})"
-        )
-    return ExportError(f"the network cannot be exported to {fmt}: {type(error).__name__}: {first_line(error)}")
+        op = ".".join(part for part in found.groups() if part)
+        return ExportError(f"the network cannot be exported to {fmt}: operator {op} is not supported by its exporter")
+    first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    return ExportError(f"the network cannot be exported to {fmt}: {type(error).__name__}: {first}")
 
 
 def export_onnx(model: ExportedModel, args: tuple, path: Path, metadata: dict[str, Any]) -> int | None:
