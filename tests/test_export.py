@@ -49,7 +49,8 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 
 def export_run(ckpt: Path, fmt: str, tmp_path: Path, *more: str) -> dict:
-    return export(compose_config("export", [f"ckpt_path={ckpt}", f"format={fmt}", *more], tmp_path / "export"))
+    overrides = [f"ckpt_path={ckpt}", f"format={fmt}", "latency_seconds=0.1", *more]
+    return export(compose_config("export", overrides, tmp_path / "export"))
 
 
 @pytest.fixture(scope="module")

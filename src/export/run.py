@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from src.errors import ConfigValueError, first_line
+from src.errors import ConfigValueError, RunError, first_line
 from src.export import FORMATS
 from src.export.build import build_exported, class_names, example_inputs, load_run
 from src.export.formats import ExportError, export_onnx, export_program, load_program
@@ -34,6 +34,8 @@ def export(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigValueError(f"format={cfg.format} does not exist; valid formats: {list(FORMATS)}")
     if not isinstance(cfg.threads, int) or cfg.threads < 1:
         raise ConfigValueError(f"threads={cfg.threads} is not valid: use a whole number of at least 1")
+    if not isinstance(cfg.latency_seconds, (int, float)) or cfg.latency_seconds <= 0:
+        raise ConfigValueError(f"latency_seconds={cfg.latency_seconds} is not valid: use a number of seconds over 0")
     torch.set_num_threads(cfg.threads)
     ckpt_path = Path(cfg.ckpt_path)
     path = Path(cfg.output) if cfg.get("output") else exported_path(ckpt_path, cfg.format)
@@ -54,6 +56,7 @@ def export(cfg: DictConfig) -> dict[str, Any]:
         "source_sha256": file_digest(ckpt_path),
         "git_commit": git_state(ROOT)["commit"],
     }
+    path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")  # the suffix torch.export wants
     try:
         with torch.no_grad():
@@ -78,13 +81,13 @@ def export(cfg: DictConfig) -> dict[str, Any]:
             **checked,
             "tolerance": TOLERANCE,
             "threads": cfg.threads,
-            "latency_ms": latency(eager, run, split),
+            "latency_ms": latency(eager, run, split, float(cfg.latency_seconds)),
             "metadata": metadata,
         }
         os.replace(temp, path)
-    except Exception as error:
+    except BaseException as error:  # an interrupt too: no half-written file stays
         temp.unlink(missing_ok=True)
-        if isinstance(error, (ExportError, ConfigValueError)) or not isinstance(error, Exception):
+        if isinstance(error, RunError) or not isinstance(error, Exception):
             raise
         raise ExportError(
             f"exporting {ckpt_path} as {cfg.format} failed: {type(error).__name__}: {first_line(error)}"

@@ -114,7 +114,7 @@ def median_ms(call: Callable[[], object], seconds: float = 1.0, at_least: int = 
 
 
 def latency(
-    eager: torch.nn.Module, run: Runner, split: TestSplit, batch_sizes: tuple[int, ...] = (1, 64)
+    eager: torch.nn.Module, run: Runner, split: TestSplit, seconds: float = 1.0, batch_sizes: tuple[int, ...] = (1, 64)
 ) -> dict[str, dict[str, float]]:
     """Milliseconds per batch of eager PyTorch (preprocessing, network, softmax) and of the exported file, each batch
     size measured side by side on the same inputs."""
@@ -126,5 +126,8 @@ def latency(
             with torch.no_grad():
                 return eager(*batch)
 
-        result[f"batch_{size}"] = {"eager_ms": median_ms(run_eager), "exported_ms": median_ms(lambda b=batch: run(*b))}
+        result[f"batch_{size}"] = {
+            "eager_ms": median_ms(run_eager, seconds),
+            "exported_ms": median_ms(lambda b=batch: run(*b), seconds),
+        }
     return result
