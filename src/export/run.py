@@ -39,7 +39,7 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     torch.set_num_threads(cfg.threads)
     ckpt_path = Path(cfg.ckpt_path)
     path = Path(cfg.output) if cfg.get("output") else exported_path(ckpt_path, cfg.format)
-    trained, module, datamodule, checkpoint = load_run(ckpt_path)
+    _, module, datamodule, checkpoint = load_run(ckpt_path)
     model, preprocessing = build_exported(module, datamodule)
     split = TestSplit(datamodule)
     input_shape = tuple(datamodule.input_shape)
@@ -51,7 +51,7 @@ def export(cfg: DictConfig) -> dict[str, Any]:
         "inputs": input_spec(model.series, tuple(datamodule.input_shape)),
         "output": {"name": "probabilities", "shape": ["batch", len(class_names(checkpoint, datamodule))]},
         "preprocessing": preprocessing,
-        "model": str(trained.model.net._target_),
+        "model": f"{type(module.net).__module__}.{type(module.net).__qualname__}",
         "source_checkpoint": str(ckpt_path),
         "source_sha256": file_digest(ckpt_path),
         "git_commit": git_state(ROOT)["commit"],
