@@ -2,9 +2,15 @@
 
 python predict.py ckpt_path=outputs/train/<date>_<time>/checkpoints/last.ckpt input=photos/
 python predict.py ckpt_path=... input='photos/*.jpg' top_k=5
+python predict.py ckpt_path=.../checkpoints/last.onnx input=photos/   # a file export.py wrote: onnxruntime alone
 """
 
 import sys
+
+from src.predict_exported import exported_file, main_exported  # imports no torch, Lightning or Hydra
+
+if __name__ == "__main__" and exported_file(sys.argv[1:]):  # an exported ONNX file: another predictor
+    main_exported(sys.argv[1:])  # exits
 
 import hydra
 from omegaconf import DictConfig

@@ -30,6 +30,8 @@ CALL_SITES = {
     ("src/train.py", "build", "instantiate_trainer", "cfg.trainer"): COMPOSED,
     ("src/eval.py", "load_module", "instantiate_node", "trained.model"): REBUILT,
     ("src/predict.py", "predict", "instantiate_node", "trained.data"): REBUILT,
+    ("src/export/build.py", "load_run", "instantiate_node", "trained.model"): REBUILT,
+    ("src/export/build.py", "load_run", "instantiate_node", "trained.data"): REBUILT,
     ("src/predict.py", "predict", "instantiate_group", 'cfg.get("callbacks")'): COMPOSED,
     ("src/predict.py", "predict", "instantiate_trainer", "cfg.trainer"): COMPOSED,
     ("src/eval.py", "evaluate", "instantiate_node", "data_cfg"): f"eval.py's data=... ({COMPOSED}), else {REBUILT}",

@@ -149,6 +149,7 @@ def test_the_readme_marks_its_commands_and_recipes():
         "conf/experiment/digits_mlp.yaml",
         "src/callbacks/grad_norm.py",
         "conf/callbacks/grad_norm.yaml",
+        "load_onnx.py",
     ]
 
 

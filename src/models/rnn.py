@@ -89,5 +89,5 @@ class RNNClassifier(nn.Module):
             features = masked_mean(outputs.transpose(1, 2), lengths)  # (B, dirs * hidden)
         else:
             h_n = state[0] if isinstance(state, tuple) else state  # (layers * dirs, B, hidden)
-            features = h_n[-self.num_directions :].transpose(0, 1).reshape(len(x), -1)  # (B, dirs * hidden)
+            features = h_n[-self.num_directions :].transpose(0, 1).reshape(x.shape[0], -1)  # (B, dirs * hidden)
         return self.classifier(self.dropout(features))  # (B, num_classes)
