@@ -9,7 +9,6 @@ import glob
 import json
 import logging
 import time
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -45,20 +44,9 @@ def read_image(path: Path, mode: str, size: int) -> np.ndarray:
     then `mode`, the shorter side resized to `size` (bilinear), centre-cropped: (C, size, size) float32 0..255."""
     from PIL import Image
 
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with open(path, "rb") as f, Image.open(f) as opened:
-                if opened.mode.startswith("I;16"):
-                    opened = Image.fromarray((np.asarray(opened) >> 8).astype(np.uint8))
-                image = opened.convert("RGB")
-    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as error:
-        raise DataError(
-            f"{path} is too large to decode ({first_line(error)}); shrink or remove it, or if you trust it "
-            "raise PIL.Image.MAX_IMAGE_PIXELS"
-        ) from None
-    except (OSError, SyntaxError, ValueError) as error:
-        raise DataError(f"{path} is not a readable image: {first_line(error)}") from None
+    from src.data.image_file import load_image  # PIL and numpy only
+
+    image = load_image(path)
     if mode == "L":
         image = image.convert("L")
     width, height = image.size  # torchvision's Resize(size) then CenterCrop(size), on a PIL image

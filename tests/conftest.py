@@ -81,14 +81,18 @@ def repo_files() -> list[str]:
     return [name for name in listed.stdout.splitlines() if (ROOT / name).is_file()]
 
 
-@pytest.fixture
-def repo_copy(tmp_path) -> Path:
-    """A copy of the repository as a fresh clone has it, to change and run in without touching this one."""
-    copy = tmp_path / "repo"
+def copy_repository(copy: Path) -> Path:
+    """`copy`, made a copy of the repository's own files (repo_files), as a fresh clone has them."""
     for name in repo_files():
         (copy / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, copy / name)
     return copy
+
+
+@pytest.fixture
+def repo_copy(tmp_path) -> Path:
+    """A copy of the repository as a fresh clone has it, to change and run in without touching this one."""
+    return copy_repository(tmp_path / "repo")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -6,7 +6,6 @@ one-line skip), and `make test` passing with the examples added. The files and l
 
 import csv
 import re
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import ROOT, repo_files, run_script
+from tests.conftest import ROOT, copy_repository, run_script
 from tests.test_housekeeping import environment_for_make
 from tests.test_readme import doc_steps
 
@@ -77,9 +76,7 @@ def write_recipes(copy: Path, sections: list[str]) -> dict[str, int]:
 def fork(tmp_path_factory) -> Path:
     """A copy of the repository with the recipes' files written into it, as a fork adds them."""
     copy = tmp_path_factory.mktemp("fork") / "repo"
-    for name in repo_files():
-        (copy / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / name, copy / name)
+    copy_repository(copy)
     for name, example in EXAMPLES.items():
         lines = write_recipes(copy, example.sections)
         assert sorted(lines) == example.files

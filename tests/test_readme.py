@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from tests.conftest import ROOT, compose_config, repo_files
+from tests.conftest import ROOT, compose_config, copy_repository
 
 README = ROOT / "README.md"
 # Read in this order, as a reader would (later commands use what earlier ones made); then any other docs/*.md.
@@ -97,9 +97,7 @@ def reader(tmp_path_factory) -> dict:
     """A copy of the repository and the environment a reader would have (set up, activated, offline)."""
     tmp = tmp_path_factory.mktemp("readme")
     repo = tmp / "repo"
-    for name in repo_files():
-        (repo / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / name, repo / name)
+    copy_repository(repo)
     venv = tmp / "venv"  # `make` sees a set-up environment: its stamp matches requirements.txt
     write_shims(venv / "bin")
     shutil.copy(ROOT / "requirements.txt", venv / ".requirements.txt")

@@ -8,7 +8,6 @@ that did not keep the bundled examples. No network: the template is a folder her
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import jinja2
 import pytest
 
-from tests.conftest import ROOT, repo_files
+from tests.conftest import ROOT, copy_repository
 from tests.test_fork_examples import write_recipes
 from tests.test_housekeeping import environment_for_make
 
@@ -92,9 +91,7 @@ def test_each_jinja_file_rendered_with_the_default_answers_is_its_plain_twin():
 def template(tmp_path_factory) -> Path:
     """A git copy of this repository tagged v1.0.0 (version A), then v1.1.0 (version B, below)."""
     copy = tmp_path_factory.mktemp("template") / "dl-template"
-    for name in repo_files():
-        (copy / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / name, copy / name)
+    copy_repository(copy)
     git(copy, "init", "-q")
     git(copy, "add", "-A")
     git(copy, "commit", "-qm", "version A")

@@ -2,21 +2,19 @@
 
 import logging
 import os
-import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import transforms
 from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import has_file_allowed_extension
 
+from src.data.image_file import load_image
 from src.data.splits import hold_out, stratified_fraction
 from src.data.tensor_data import Split, TensorDataModule
-from src.errors import DataError, first_line
+from src.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -192,30 +190,6 @@ def image_to_tensor(in_channels: int, size: int) -> transforms.Compose:
             transforms.PILToTensor(),  # (C, H, W) uint8
         ]
     )
-
-
-def load_image(path: str | Path, header_only: bool = False) -> Image.Image | None:
-    """Decode an image to RGB, as torchvision's loader does (`header_only`: only check that it opens, cheap for large
-    folders); a damaged or oversized file is a `DataError` naming it."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with open(path, "rb") as f, Image.open(f) as image:
-                return None if header_only else _to_8_bit(image).convert("RGB")
-    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as error:
-        raise DataError(
-            f"{path} is too large to decode ({first_line(error)}); shrink or remove it, or if you trust it "
-            "raise PIL.Image.MAX_IMAGE_PIXELS"
-        ) from None
-    except (OSError, SyntaxError, ValueError) as error:
-        raise DataError(f"{path} is not a readable image: {first_line(error)}") from None
-
-
-def _to_8_bit(image: Image.Image) -> Image.Image:
-    """A 16-bit grey image (PNG, TIFF: mode I;16) as its top 8 bits; PIL's convert("RGB") would clip it to white."""
-    if image.mode.startswith("I;16"):
-        return Image.fromarray((np.asarray(image) >> 8).astype(np.uint8))
-    return image
 
 
 def _same_classes(train: ImageFolder, other: ImageFolder) -> ImageFolder:
