@@ -3,13 +3,14 @@
 python predict.py ckpt_path=outputs/train/<date>_<time>/checkpoints/last.ckpt input=photos/
 python predict.py ckpt_path=... input='photos/*.jpg' top_k=5
 python predict.py ckpt_path=.../checkpoints/last.onnx input=photos/   # a file export.py wrote: onnxruntime alone
+python predict.py ckpt_path=.../checkpoints/last.pt2 input=photos/    # a torch.export program: torch alone
 """
 
 import sys
 
 from src.predict_exported import exported_file, main_exported  # imports no torch, Lightning or Hydra
 
-if __name__ == "__main__" and exported_file(sys.argv[1:]):  # an exported ONNX file: another predictor
+if __name__ == "__main__" and exported_file(sys.argv[1:]):  # an exported file (.onnx, .pt2): another predictor
     main_exported(sys.argv[1:])  # exits
 
 import hydra

@@ -1,8 +1,10 @@
-"""predict.py with an exported ONNX file: name the class of new inputs with onnxruntime, numpy and Pillow alone (no
-torch, Lightning or Hydra). The file's metadata says how to read an input (image size and mode, or series), its
-graph does the rest (scaling, normalisation); the CSV files are the ones the checkpoint path writes.
+"""predict.py with an exported file: name the class of new inputs with onnxruntime, numpy and Pillow alone for an
+ONNX file (no torch, Lightning or Hydra), with torch for a torch.export program (`.pt2`). The file's metadata says how
+to read an input (image size and mode, or series), its graph does the rest (scaling, normalisation); the CSV files are
+the ones the checkpoint path writes.
 
 python predict.py ckpt_path=outputs/train/<date>_<time>/checkpoints/last.onnx input=photos/ [top_k=3] [batch_size=256]
+python predict.py ckpt_path=outputs/train/<date>_<time>/checkpoints/last.pt2 input=photos/
 """
 
 import glob
@@ -21,14 +23,17 @@ from src.machinery.runs.folder import check_unused_folder_argument, command_line
 log = logging.getLogger(__name__)
 
 SUFFIX = ".onnx"
+PROGRAM_SUFFIX = ".pt2"  # a torch.export program: needs torch (still no Lightning or Hydra)
+PROGRAM_METADATA = "metadata.json"  # its extra file, as src/export/formats.py writes it
 KEYS = {"ckpt_path", "input", "top_k", "batch_size", "hydra.run.dir"}  # what this path takes on the command line
 METADATA_KEY = "dl_template"  # as src/export/formats.py writes it
 
 
 def exported_file(argv: Sequence[str]) -> str | None:
-    """The `ckpt_path=` of the command line when it names an ONNX file, else None (a checkpoint: the usual path)."""
+    """The `ckpt_path=` of the command line when it names an exported file (ONNX or a torch.export program), else None
+    (a checkpoint: the usual path)."""
     path = command_line_value(argv, "ckpt_path")
-    return path if path.lower().endswith(SUFFIX) else None
+    return path if path.lower().endswith((SUFFIX, PROGRAM_SUFFIX)) else None
 
 
 def input_files(pattern: str) -> list[Path]:
@@ -85,12 +90,49 @@ def fill_missing(series: np.ndarray) -> np.ndarray:
     return filled
 
 
-def load_session(path: str) -> tuple[Any, dict[str, Any]]:
-    """An onnxruntime session of the file and the metadata export.py wrote into it."""
-    import onnxruntime as ort
+class ProgramSession:
+    """A torch.export program behind onnxruntime's `session.run(None, feeds)`, so both formats predict alike."""
 
+    def __init__(self, module: Any) -> None:
+        self.module = module
+
+    def run(self, outputs: None, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        import torch
+
+        with torch.no_grad():  # inputs in the exported order: x, then lengths for series
+            probabilities = self.module(*(torch.from_numpy(feeds[name]) for name in ("x", "lengths") if name in feeds))
+        return [probabilities.numpy()]
+
+
+def load_program(path: str) -> tuple[ProgramSession, dict[str, Any]]:
+    """A torch.export program (`.pt2`) and the metadata export.py saved beside its graph."""
+    import torch
+
+    extra = {PROGRAM_METADATA: ""}
+    torch_export_log = logging.getLogger("torch.export")  # logs a damaged file's traceback before it raises
+    level = torch_export_log.level
+    torch_export_log.setLevel(logging.ERROR)
+    try:
+        program = torch.export.load(path, extra_files=extra)
+    except Exception as error:  # torch reports a damaged archive with several exception types
+        raise CheckpointError(
+            f"exported file {path} is not a readable torch.export program ({first_line(error)})"
+        ) from None
+    finally:
+        torch_export_log.setLevel(level)
+    if not extra[PROGRAM_METADATA]:
+        raise CheckpointError(f"exported file {path} has no {PROGRAM_METADATA}: export it with export.py")
+    return ProgramSession(program.module()), json.loads(extra[PROGRAM_METADATA])
+
+
+def load_session(path: str) -> tuple[Any, dict[str, Any]]:
+    """An onnxruntime session of the file (or a torch.export program's, `.pt2`) and the metadata export.py wrote."""
     if not Path(path).is_file():
         raise CheckpointError(f"exported file {path} does not exist")
+    if path.lower().endswith(PROGRAM_SUFFIX):
+        return load_program(path)
+    import onnxruntime as ort
+
     try:
         session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     except Exception as error:  # onnxruntime reports a damaged file with its own exception types
@@ -107,10 +149,10 @@ def parse_arguments(argv: Sequence[str]) -> dict[str, str]:
     for arg in argv:
         key, sep, value = arg.partition("=")
         if not sep or key not in KEYS:
-            raise ConfigValueError(f"{arg}: predict.py with an ONNX file takes {sorted(KEYS)}")
+            raise ConfigValueError(f"{arg}: predict.py with an exported file takes {sorted(KEYS)}")
         values[key] = value.strip("'\"")
     if not values.get("input"):
-        raise ConfigValueError("predict.py needs ckpt_path=<a .onnx file> and input=<file, folder or glob>")
+        raise ConfigValueError("predict.py needs ckpt_path=<a .onnx or .pt2 file> and input=<file, folder or glob>")
     for key, default in (("top_k", "3"), ("batch_size", "256")):
         if not values.setdefault(key, default).isdigit() or int(values[key]) < 1:
             raise ConfigValueError(f"{key}={values[key]} is not valid: use a whole number of at least 1")
@@ -174,7 +216,7 @@ def run_batch(session: Any, inputs: list[np.ndarray], series: bool, metadata: di
 
 
 def main_exported(argv: Sequence[str]) -> None:
-    """predict.py's entry for an ONNX file: log to the console, one `Error:` line and exit 1 on bad input."""
+    """predict.py's entry for an exported file: log to the console, one `Error:` line and exit 1 on bad input."""
     import sys
 
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")

@@ -67,6 +67,16 @@ def digits_onnx(digits_run, tmp_path_factory) -> tuple[Path, dict]:
     return Path(report["file"]), report
 
 
+# predict.py's exported-file path on a .pt2, then whether it imported Lightning or Hydra
+PROGRAM_PREDICT = """
+import sys
+from src.predict_exported import predict_exported
+program, images, out = sys.argv[1:]
+predict_exported([f"ckpt_path={program}", f"input={images}", f"hydra.run.dir={out}"])
+print("lightning:", "lightning" in sys.modules, "hydra:", "hydra" in sys.modules)
+"""
+
+
 def predict_both(ckpt: Path, exported: Path, inputs: Path, tmp_path: Path) -> tuple[Path, Path]:
     """predictions.csv folders of the checkpoint (in-process) and of the exported file (predict.py, with torch,
     Lightning and Hydra blocked)."""
@@ -152,6 +162,18 @@ def test_torch_export_program_agrees_with_the_checkpoint(digits_run, tmp_path):
     program = torch.export.load(report["file"]).module()
     pixels = torch.rand(3, 1, 8, 8) * 255
     assert program(pixels).shape == (3, 10)  # a batch size it was not traced with
+    # predict.py takes the program as it takes an ONNX file (torch needed; Lightning and Hydra not imported)
+    images = tmp_path / "images"
+    write_digits(images)
+    predict(compose_config("predict", [f"ckpt_path={digits_run}", f"input={images}", "trainer=cpu"], tmp_path / "ckpt"))
+    done = subprocess.run(
+        [sys.executable, "-c", PROGRAM_PREDICT, report["file"], str(images), str(tmp_path / "pt2")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0 and done.stdout.split() == ["lightning:", "False", "hydra:", "False"], done.stderr
+    assert assert_same_predictions(tmp_path / "ckpt", tmp_path / "pt2") == 360
 
 
 def test_a_compiled_runs_checkpoint_exports(digits_run, tmp_path):
@@ -274,6 +296,17 @@ def test_predict_with_an_onnx_file_reports_bad_input_in_one_line(digits_onnx, tm
     )
     result = predict_blocked(f"ckpt_path={tmp_path / 'missing.onnx'}", f"input={tmp_path}")
     assert result.returncode == 1 and "Error: exported file" in result.stderr and "does not exist" in result.stderr
+    damaged = tmp_path / "damaged.pt2"
+    damaged.write_bytes(b"PK\x03\x04 not a torch.export archive")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "predict.py"), f"ckpt_path={damaged}", f"input={tmp_path}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"Error: exported file {damaged} is not a readable torch.export program")
 
 
 # Slow: every family on real data (../shared/data), a few epochs
