@@ -15,7 +15,6 @@ import torch
 from PIL import Image
 
 from scripts.digits_to_png import write_digits
-from src.data.ucr import UCRDataModule
 from src.errors import CheckpointError
 from src.export.formats import ExportError, export_onnx
 from src.export.graph import ExportedModel, ImageInputs, PaddedRNN, SeriesInputs
@@ -77,10 +76,11 @@ print("lightning:", "lightning" in sys.modules, "hydra:", "hydra" in sys.modules
 """
 
 
-def predict_both(ckpt: Path, exported: Path, inputs: Path, tmp_path: Path) -> tuple[Path, Path]:
-    """predictions.csv folders of the checkpoint (in-process) and of the exported file (predict.py, with torch,
-    Lightning and Hydra blocked)."""
-    predict(compose_config("predict", [f"ckpt_path={ckpt}", f"input={inputs}", "trainer=cpu"], tmp_path / "ckpt"))
+def predict_both(ckpt: Path, exported: Path, inputs: Path, tmp_path: Path, *more: str) -> tuple[Path, Path]:
+    """predictions.csv folders of the checkpoint (in-process, with `more` overrides: data_dir=) and of the exported
+    file (predict.py, with torch, Lightning and Hydra blocked)."""
+    overrides = [f"ckpt_path={ckpt}", f"input={inputs}", "trainer=cpu", *more]
+    predict(compose_config("predict", overrides, tmp_path / "ckpt"))
     result = predict_blocked(f"ckpt_path={exported}", f"input={inputs}", f"hydra.run.dir={tmp_path / 'onnx'}")
     assert result.returncode == 0, result.stderr
     return tmp_path / "ckpt", tmp_path / "onnx"
@@ -271,7 +271,8 @@ def test_the_padded_rnn_computes_what_the_packed_one_does(settings):
 
 @pytest.mark.parametrize("normalise", ["series", "dataset", "none"])
 def test_series_normalisation_in_the_graph_is_the_data_modules(normalise, tmp_path):
-    data = UCRDataModule(str(tmp_path), "Made", num_classes=2, input_shape=[None, 2], normalise=normalise)
+    ucr = pytest.importorskip("src.data.ucr", reason="a project started without the time-series examples")
+    data = ucr.UCRDataModule(str(tmp_path), "Made", num_classes=2, input_shape=[None, 2], normalise=normalise)
     rng = np.random.default_rng(0)
     series = [rng.normal(3, 2, (n, 2)).astype(np.float32) for n in (9, 4, 9)]
     series[1][:, 1] = 7.0  # a constant dimension: centred, not divided by 0
@@ -339,12 +340,14 @@ FAMILIES = {
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_every_family_exports_agrees_on_the_test_split_and_predicts_alike(family, tmp_path):
     overrides = [*TINY, *FAMILIES[family], "trainer.max_epochs=2"]
+    here = []  # where this machine keeps the run's data: eval, export and predict never take it from the checkpoint
     if "data=" in " ".join(overrides):
         overrides.append(f"data.data_dir={UCR}")
+        here.append(f"data_dir={UCR}")
     train(compose_config("train", overrides, tmp_path / "run"))
     ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
     for fmt in ("onnx", "torch_export"):
-        report = export_run(ckpt, fmt, tmp_path)
+        report = export_run(ckpt, fmt, tmp_path, *here)
         assert report["agreement"] == 1.0 and report["max_probability_difference"] <= 1e-4, report
     if "data=" in " ".join(overrides):
         name = "GunPoint" if "gunpoint" in family else "JapaneseVowels"
@@ -356,6 +359,6 @@ def test_every_family_exports_agrees_on_the_test_split_and_predicts_alike(family
         inputs = tmp_path / "images"
         write_digits(inputs)
         (inputs / "corrupt.png").write_bytes(b"not an image")
-    ckpt_out, onnx_out = predict_both(ckpt, ckpt.with_suffix(".onnx"), inputs, tmp_path)
+    ckpt_out, onnx_out = predict_both(ckpt, ckpt.with_suffix(".onnx"), inputs, tmp_path, *here)
     assert assert_same_predictions(ckpt_out, onnx_out) > 0
     assert read_csv(ckpt_out / "unreadable.csv") == read_csv(onnx_out / "unreadable.csv")

@@ -10,7 +10,6 @@ import torch
 from omegaconf import DictConfig
 
 from src.data.tensor_data import TensorDataModule
-from src.data.ucr import UCRDataModule
 from src.errors import DataError
 from src.eval import load_checkpoint
 from src.export.graph import ExportedModel, ImageInputs, PaddedRNN, SeriesInputs
@@ -19,15 +18,23 @@ from src.machinery.config.instantiate import instantiate_node
 from src.models.rnn import RNNClassifier
 from src.module import takes_extras
 
+try:  # the bundled time-series examples: a project started without them (docs/forking.md) has no src/data/ucr.py
+    from src.data.ucr import UCRDataModule
+except ImportError:
+    UCRDataModule = None
+
 log = logging.getLogger(__name__)
 
 COMPILED_PREFIX = "_orig_mod."  # what a compiled wrapper assigned in place of the network adds to every key
 
 
-def load_run(ckpt_path: str | Path) -> tuple[DictConfig, pl.LightningModule, pl.LightningDataModule, dict]:
+def load_run(
+    ckpt_path: str | Path, data_dir: str | None = None
+) -> tuple[DictConfig, pl.LightningModule, pl.LightningDataModule, dict]:
     """The training config, the trained module (eval mode, not compiled) and its data module, with the state the
-    checkpoint stored for it (class names, normalisation), and the checkpoint's contents."""
-    trained, checkpoint = load_checkpoint(ckpt_path)
+    checkpoint stored for it (class names, normalisation), and the checkpoint's contents. The data is read from
+    `data_dir` (else conf/'s location on this machine), never from where the checkpoint says."""
+    trained, checkpoint = load_checkpoint(ckpt_path, data_dir)
     if "weights" in trained.model.net:  # pretrained weights (a download) are replaced by the checkpoint's
         trained.model.net.weights = None
     module: pl.LightningModule = instantiate_node(trained.model, optimizer=trained.optimizer, compile=False)
@@ -65,7 +72,7 @@ def image_preprocessing(datamodule: TensorDataModule) -> dict[str, Any]:
     }
 
 
-def series_preprocessing(datamodule: UCRDataModule) -> dict[str, Any]:
+def series_preprocessing(datamodule: pl.LightningDataModule) -> dict[str, Any]:
     stats = {
         k: None if v is None else [float(x) for x in v] for k, v in (("mean", datamodule.mean), ("std", datamodule.std))
     }
@@ -88,7 +95,7 @@ def build_exported(
     if isinstance(datamodule, TensorDataModule):
         inputs = ImageInputs(datamodule.max_value, datamodule.mean, datamodule.std)
         return ExportedModel(inputs, net, False, flip_tta).eval(), image_preprocessing(datamodule)
-    if isinstance(datamodule, UCRDataModule):
+    if UCRDataModule is not None and isinstance(datamodule, UCRDataModule):
         if datamodule.normalise == "dataset" and datamodule.mean is None:
             datamodule.setup()  # an older checkpoint without the statistics: from the training split
         if padded_rnn and isinstance(net, RNNClassifier):

@@ -39,7 +39,7 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     torch.set_num_threads(cfg.threads)
     ckpt_path = Path(cfg.ckpt_path)
     path = Path(cfg.output) if cfg.get("output") else exported_path(ckpt_path, cfg.format)
-    _, module, datamodule, checkpoint = load_run(ckpt_path)
+    _, module, datamodule, checkpoint = load_run(ckpt_path, cfg.get("data_dir"))
     model, preprocessing = build_exported(module, datamodule)
     split = TestSplit(datamodule)
     input_shape = tuple(datamodule.input_shape)

@@ -13,8 +13,12 @@ from torch.nn.utils.rnn import pad_sequence
 
 from src.data.tensor_data import TensorDataModule
 from src.data.ts_format import read_series_file
-from src.data.ucr import UCRDataModule, fill_missing, find_file
 from src.errors import DataError
+
+try:  # the bundled time-series examples: a project started without them (docs/forking.md) has no src/data/ucr.py
+    from src.data.ucr import UCRDataModule, fill_missing, find_file
+except ImportError:
+    UCRDataModule = None
 
 TOLERANCE = 1e-4  # the largest probability difference allowed
 Runner = Callable[..., np.ndarray]  # exported inputs (numpy) -> probabilities (B, K)
@@ -33,7 +37,7 @@ class TestSplit:
                 images, labels = (torch.stack(items) for items in zip(*datamodule.datasets["test"], strict=True))
             self.eager = [(datamodule.transform((images.cpu(), labels.cpu()), train=False)[0],)]
             self.raw = [(images.float().cpu() * (255 / datamodule.max_value),)]  # as Pillow decodes: 0..255
-        elif isinstance(datamodule, UCRDataModule):
+        elif UCRDataModule is not None and isinstance(datamodule, UCRDataModule):
             test = datamodule.splits["test"]
             lengths = torch.tensor([len(s) for s in test.series])
             self.eager = [(pad_sequence(test.series, batch_first=True), lengths)]
