@@ -71,9 +71,7 @@ class LastCheckpoint(ModelCheckpoint):
         if trainer.global_step == self.saved_step:
             return path
         self.last_model_path = str(path)  # set before saving: it is part of the saved state
-        # The full state (optimizer, loops, callbacks), said explicitly: left unset, Lightning logs "`weights_only` was
-        # not set" at every save.
-        trainer.save_checkpoint(path, weights_only=False)
+        save_training_state(trainer, path)
         self.saved_step = trainer.global_step
         if trainer.is_global_zero:
             for logger in trainer.loggers:
@@ -103,5 +101,12 @@ def save_last_checkpoint(trainer: pl.Trainer) -> Path:
     if (last := find_last_checkpoint(trainer)) is not None:
         return last.save(trainer)
     path = last_checkpoint_path(trainer)
-    trainer.save_checkpoint(path, weights_only=False)  # the full state, to resume from
+    save_training_state(trainer, path)
     return path
+
+
+def save_training_state(trainer: pl.Trainer, path: Path) -> None:
+    """Write the whole training state (weights, optimizer, loops, callbacks) to `path`, to resume from. A save, not a
+    load: Lightning's `weights_only` here chooses what is written (False: everything), and left unset it logs a line
+    at every save. Every load goes through read_checkpoint, with torch.load(weights_only=True)."""
+    trainer.save_checkpoint(path, weights_only=False)
