@@ -48,17 +48,27 @@ class CountedReads(torch.Tensor):
         return super().__float__()
 
 
-def test_the_bars_read_the_step_loss_once_per_logged_value():
+def test_the_bars_read_the_step_loss_once_per_logged_value(monkeypatch):
     """`train/loss` is not a progress-bar value (Lightning would read it at every step): the bars read it from the
-    callback metrics, only when the module has logged a new one."""
+    callback metrics, only when a new one is there, and at most once a second."""
+    clock = [100.0]
+    monkeypatch.setattr("src.machinery.tracking.progress.time.monotonic", lambda: clock[0])
     latest, trainer = LatestTrainLoss(), SimpleNamespace(callback_metrics={})
     assert latest(trainer) == {}  # nothing logged yet
     first, second = torch.tensor(0.5).as_subclass(CountedReads), torch.tensor(0.25).as_subclass(CountedReads)
     shown = []
-    for loss in [first] * 10 + [second] * 10:  # logged at two steps, the bar refreshed at 20
+    for step, loss in enumerate([first] * 10 + [second] * 10):  # logged at two steps, the bar refreshed at 20
+        clock[0] = 100.0 + 0.2 * step
         trainer.callback_metrics["train/loss"] = loss
         shown.append(latest(trainer)["train/loss"])
     assert shown == [0.5] * 10 + [0.25] * 10 and CountedReads.reads == 2
+    # As Lightning hands them over: a new tensor object at every step, 0.01 s apart; read once a second
+    CountedReads.reads = 0
+    for step in range(300):
+        clock[0] = 200.0 + 0.01 * step
+        trainer.callback_metrics["train/loss"] = torch.tensor(float(step)).as_subclass(CountedReads)
+        shown.append(latest(trainer)["train/loss"])
+    assert CountedReads.reads == 3 and shown[-1] == 200.0  # read at steps 0, 100 and 200
 
 
 def test_line_progress_counts_from_its_own_start_outside_training(capsys):
