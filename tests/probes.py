@@ -2,10 +2,11 @@
 rank ran with, and to inject faults (a kill, a signal, a NaN, a failing rank) at a chosen step; and the module as it
 was before SampleMean (`model._target_=tests.probes.MeanMetricLosses`), to count its host reads."""
 
-import atexit
 import json
 import os
 import signal
+import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -108,7 +109,8 @@ class NanAt(Callback):
 class FailRank(Callback):
     """Makes one DDP rank fail at a training step: `raise` (a bug), `kill` (SIGKILL: OOM killer, lost node) or
     `hang` (stuck outside any collective). Every rank writes its process id to `<out_dir>/rank<N>.pid`; rank 0,
-    the parent of the other ranks, writes their exit codes (and the time it saw them) to `rank<N>.exit` as it exits.
+    the parent of the other ranks, writes each one's exit code (and the time it saw it) to `rank<N>.exit` the
+    moment that rank exits.
     """
 
     def __init__(self, rank: int, step: int, out_dir: str, action: str = "raise") -> None:
@@ -118,11 +120,17 @@ class FailRank(Callback):
     def setup(self, trainer: pl.Trainer, pl_module, stage: str) -> None:
         (self.out_dir / f"rank{trainer.global_rank}.pid").write_text(str(os.getpid()))
         if trainer.global_rank == 0 and trainer.strategy.launcher is not None:
-            atexit.register(self._record_child_exits, trainer.strategy.launcher.procs)
+            for rank, proc in enumerate(trainer.strategy.launcher.procs, start=1):
+                threading.Thread(target=self._record_exit, args=(rank, proc), daemon=True).start()
 
-    def _record_child_exits(self, procs: list) -> None:
-        for rank, proc in enumerate(procs, start=1):
-            code = proc.wait(timeout=300)
+    def _record_exit(self, rank: int, proc: subprocess.Popen) -> None:
+        # Lightning's child-process observer reaps a rank that exited non-zero and SIGKILLs this process at once, so
+        # a record written after the reaping may never be written (CI saw it under load). Holding the Popen's
+        # waitpid lock makes the observer's poll answer "still running" (Popen._internal_poll), and WNOWAIT leaves
+        # the rank unreaped: the observer reaps it, and acts, only once its exit is on disk.
+        with proc._waitpid_lock:
+            info = os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
+            code = info.si_status if info.si_code == os.CLD_EXITED else -info.si_status  # killed: minus the signal
             record = {"code": code, "time": time.time()}
             (self.out_dir / f"rank{rank}.exit").write_text(json.dumps(record))
 
