@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 from src.errors import CheckpointError, ConfigValueError, DataError
 from src.eval import load_module, stored_class_names
 from src.machinery.checkpoints.bounds import lift_bounds
+from src.machinery.checkpoints.files import restore_data_state
 from src.machinery.config.instantiate import instantiate_group, instantiate_node, instantiate_trainer
 from src.machinery.runs.folder import write_csv
 from src.machinery.tracking.console import tidy_console
@@ -49,8 +50,7 @@ def predict(cfg: DictConfig) -> Path:
     trained, module, checkpoint = load_module(cfg.ckpt_path, cfg.get("data_dir"))
     # The run's data module knows its inputs (images: size, channels, scale and normalisation); it reads no data.
     datamodule = instantiate_node(trained.data)
-    if state := checkpoint.get(type(datamodule).__qualname__):  # what Lightning saved of it: e.g. its normalisation
-        datamodule.load_state_dict(state)
+    restore_data_state(datamodule, checkpoint, cfg.ckpt_path)  # what Lightning saved of it: its normalisation
     read_inputs = getattr(datamodule, "read_inputs", None)  # a file of several inputs (a .ts file of series)
     if not callable(read_inputs) and not callable(read_input := getattr(datamodule, "read_input", None)):
         raise DataError(

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from src.callbacks.energy import energy_summary
 from src.errors import CheckpointError, Preempted, RunError
 from src.machinery.checkpoints.bounds import lift_bounds
-from src.machinery.checkpoints.files import check_state_dict_fits, init_weights, read_checkpoint
+from src.machinery.checkpoints.files import check_state_dict_fits, data_state_error, init_weights, read_checkpoint
 from src.machinery.config.instantiate import (
     instantiate_callbacks,
     instantiate_loggers,
@@ -25,7 +25,7 @@ from src.machinery.config.instantiate import (
 from src.machinery.launching.multirun import isolated_job
 from src.machinery.resume.run_config import RunConfigInCheckpoint
 from src.machinery.runs.folder import check_no_links, check_only_regular_files
-from src.machinery.shims.lightning import kill_launched_ranks
+from src.machinery.shims.lightning import kill_launched_ranks, raised_restoring_datamodule
 from src.machinery.tracking.console import tidy_console
 from src.machinery.tracking.loggers import finish_tracking, track_run
 from src.machinery.tracking.redacted_hparams import RedactedHyperparameters, redact_logged_hyperparameters
@@ -143,6 +143,8 @@ def _fit_and_test(run: Run, cfg: DictConfig, ckpt_path: str | None) -> dict[str,
             raise
         raise CheckpointError(f"checkpoint {ckpt_path}: {error}") from None
     except Exception as error:
+        if ckpt_path is not None and not isinstance(error, RunError) and raised_restoring_datamodule(error):
+            raise data_state_error(datamodule, error, ckpt_path) from None  # every rank reads the same state
         if not isinstance(error, RunError):  # a crash, not a stop every rank takes together
             kill_launched_ranks(trainer)
         raise

@@ -6,8 +6,10 @@ import csv
 from pathlib import Path
 
 import pytest
-from lightning.pytorch import Trainer
+import torch
+from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.loggers import CSVLogger
+from torch.utils.data import DataLoader, TensorDataset
 
 from src.machinery.config.schemas import ROOT
 from src.machinery.shims import hydra as hydra_shims
@@ -16,6 +18,7 @@ from src.machinery.shims.lightning import (
     ContinuingCSVLogger,
     experiment_started,
     kill_launched_ranks,
+    raised_restoring_datamodule,
     starts_ranks_by_fork,
     stop_per_step_sigterm_broadcast,
 )
@@ -43,6 +46,57 @@ def test_the_per_step_sigterm_broadcast_is_stopped_on_one_trainer_only():
     assert stop_per_step_sigterm_broadcast(trainer), f"{MOVED}: the training loop's _broadcast_sigterm_tensor"
     assert trainer.fit_loop.epoch_loop._broadcast_sigterm_tensor() is None  # a no-op: no collective, no read
     assert other.fit_loop.epoch_loop._broadcast_sigterm_tensor == before
+
+
+class TinyData(LightningDataModule):
+    """Eight samples of one feature; a stored state it cannot take raises a KeyError, as a fork's might."""
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(TensorDataset(torch.randn(8, 1), torch.randn(8, 1)), batch_size=4)
+
+    def state_dict(self) -> dict:
+        return {"vocab": ["a"]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.vocab = state["vocab"]
+
+
+class TinyModel(LightningModule):
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(1, 1)
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return torch.nn.functional.mse_loss(self.layer(batch[0]), batch[1])
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_an_error_of_the_data_modules_restore_is_told_from_one_of_training(tmp_path):
+    def fit(ckpt_path: Path | None = None, fail_in_step: bool = False) -> Exception | None:
+        model = TinyModel()
+        if fail_in_step:
+            model.training_step = lambda batch, batch_idx: batch["no such key"]  # a TypeError of training itself
+        trainer = Trainer(
+            accelerator="cpu", max_epochs=2 if ckpt_path else 1, logger=False, enable_progress_bar=False,
+            enable_model_summary=False, enable_checkpointing=False, default_root_dir=tmp_path,
+        )  # fmt: skip
+        try:
+            trainer.fit(model, datamodule=TinyData(), ckpt_path=ckpt_path, weights_only=True)
+        except Exception as error:
+            return error
+        trainer.save_checkpoint(tmp_path / "one.ckpt")
+        return None
+
+    assert fit() is None
+    checkpoint = torch.load(tmp_path / "one.ckpt", weights_only=True)
+    checkpoint["TinyData"] = {"words": []}  # a stored state without "vocab"
+    torch.save(checkpoint, tmp_path / "crafted.ckpt")
+    error = fit(tmp_path / "crafted.ckpt")
+    assert isinstance(error, KeyError) and raised_restoring_datamodule(error), f"{MOVED}: restore_datamodule"
+    error = fit(fail_in_step=True)
+    assert isinstance(error, TypeError) and not raised_restoring_datamodule(error)
 
 
 def test_a_loggers_experiment_is_seen_without_creating_it(tmp_path):

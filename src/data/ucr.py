@@ -14,7 +14,7 @@ from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader, Dataset
 
 from src.data.ts_format import SUFFIXES, SeriesFile, read_series_file
-from src.errors import ConfigValueError, DataError
+from src.errors import CheckpointError, ConfigValueError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -199,19 +199,32 @@ class UCRDataModule(pl.LightningDataModule):
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        names = [str(name) for name in state_dict["class_names"]]
+        stored = state_dict.get("class_names")
+        if not isinstance(stored, list) or not all(isinstance(name, str | int) for name in stored):
+            raise CheckpointError(f"its stored class names {str(stored)[:200]} are not a list of names")
+        names = [str(name) for name in stored]
         if len(names) != self.num_classes or (self.splits and names != self.class_names):
             raise DataError(
                 f"the checkpoint's classes {names} are not this data's {self.num_classes} classes {self.class_names}"
             )
-        if state_dict["normalise"] != self.normalise:
-            log.info(
-                "data.normalise=%s, as the checkpoint was trained (not %s)", state_dict["normalise"], self.normalise
-            )
-        self.class_names, self.normalise = names, state_dict["normalise"]
-        for key in ("mean", "std"):
-            value = state_dict.get(key)
-            setattr(self, key, None if value is None else np.asarray(value, dtype=np.float32))
+        normalise = state_dict.get("normalise")
+        if normalise not in NORMALISE:
+            raise CheckpointError(f"its stored data.normalise={str(normalise)[:200]} is not one of {list(NORMALISE)}")
+        if normalise != self.normalise:
+            log.info("data.normalise=%s, as the checkpoint was trained (not %s)", normalise, self.normalise)
+        statistics = {key: self._stored_statistic(state_dict.get(key), key) for key in ("mean", "std")}
+        self.class_names, self.normalise = names, normalise
+        self.mean, self.std = statistics["mean"], statistics["std"]
+
+    def _stored_statistic(self, value: Any, key: str) -> np.ndarray | None:
+        """A stored mean or std: None, or one finite number a dimension, as (D,) float32."""
+        if value is None:
+            return None
+        dims = self.input_shape[1]
+        numbers = isinstance(value, list) and all(isinstance(x, int | float) and np.isfinite(x) for x in value)
+        if not numbers or len(value) != dims:
+            raise CheckpointError(f"its stored {key} {str(value)[:200]} is not {dims} finite numbers, one a dimension")
+        return np.asarray(value, dtype=np.float32)
 
     # What the template may ask of a data module beyond Lightning's (each is optional)
     def read_inputs(self, path: str | Path) -> list[torch.Tensor]:

@@ -13,7 +13,7 @@ from src.data.tensor_data import TensorDataModule
 from src.errors import DataError
 from src.eval import load_checkpoint
 from src.export.graph import ExportedModel, ImageInputs, PaddedRNN, SeriesInputs
-from src.machinery.checkpoints.files import check_state_dict_fits
+from src.machinery.checkpoints.files import check_state_dict_fits, restore_data_state
 from src.machinery.config.instantiate import instantiate_node
 from src.models.rnn import RNNClassifier
 from src.module import takes_extras
@@ -44,8 +44,7 @@ def load_run(
     module.load_state_dict(state)
     module.configure_model()  # channels_last as trained (compile is off)
     datamodule = instantiate_node(trained.data)
-    if saved := checkpoint.get(type(datamodule).__qualname__):
-        datamodule.load_state_dict(saved)
+    restore_data_state(datamodule, checkpoint, ckpt_path)
     return trained, module.eval(), datamodule, checkpoint
 
 

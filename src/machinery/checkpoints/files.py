@@ -17,7 +17,7 @@ import torch
 from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from src.errors import CheckpointError, first_line
+from src.errors import CheckpointError, RunError, first_line
 from src.machinery.checkpoints.bounds import check_structure, check_zip_entries
 from src.machinery.checkpoints.precheck import (
     check_checkpoint_path,
@@ -241,6 +241,31 @@ def check_state_dict_fits(model_state: dict[str, torch.Tensor], loaded: dict[str
                 f"checkpoint {source} is for a different model: {key} has shape {tuple(value.shape)} "
                 f"there but {tuple(tensor.shape)} in this model"
             )
+
+
+def restore_data_state(datamodule: Any, checkpoint: dict[str, Any], source: Any) -> None:
+    """Give a data module the state the checkpoint stored for it (under its class's name, as Lightning saves it), if
+    any. Whatever a crafted or foreign state makes the data module's `load_state_dict` raise, a wrong type, a missing
+    key, is one `CheckpointError` naming the file: a fork's data module need not guard its own."""
+    state = checkpoint.get(type(datamodule).__qualname__)
+    if not state:
+        return
+    try:
+        datamodule.load_state_dict(state)
+    except RunError as error:  # the data module's own one-line refusal
+        if str(source) in str(error):
+            raise
+        raise CheckpointError(f"checkpoint {source}: {error}") from None
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError) as error:
+        raise data_state_error(datamodule, error, source) from None
+
+
+def data_state_error(datamodule: Any, error: Exception, source: Any) -> CheckpointError:
+    """The one line for a stored state that a data module's `load_state_dict` raised `error` on."""
+    return CheckpointError(
+        f"checkpoint {source}: its state of {type(datamodule).__name__} is not one that data module takes "
+        f"({type(error).__name__}: {first_line(error)[:200]})"
+    )
 
 
 def init_weights(module: torch.nn.Module, path: str, strict: bool = True) -> None:

@@ -45,6 +45,18 @@ def stop_per_step_sigterm_broadcast(trainer: pl.Trainer) -> bool:
     return True
 
 
+def raised_restoring_datamodule(error: BaseException) -> bool:
+    """Whether `error` came out of the data module's `load_state_dict` as Lightning restored it from a checkpoint, in
+    `trainer.fit(ckpt_path=...)` (its private checkpoint connector's `restore_datamodule` on the stack): a state the
+    data module cannot take, not a failure of training."""
+    frame = error.__traceback__
+    while frame is not None:
+        if frame.tb_frame.f_code.co_name == "restore_datamodule":
+            return True
+        frame = frame.tb_next
+    return False
+
+
 def experiment_started(logger: Logger) -> bool:
     """Whether a logger has created its experiment (a W&B run) yet; reading `logger.experiment` would create it.
     Lightning's loggers keep it in the private `_experiment` until then."""
