@@ -103,7 +103,9 @@ def template(tmp_path_factory) -> Path:
         f.write(B_TEST)
     replace(copy / "Makefile", ".ruff_cache build", ".ruff_cache .mypy_cache build")
     replace(copy / "src/module.py", MODULE_LINE, B_LINE)
-    replace(copy / "CHANGELOG.md", "\n## v1.0.0", "\n## v1.1.0\n\n- planted_links names up to 50 links.\n\n## v1.0.0")
+    changelog = (copy / "CHANGELOG.md").read_text().split("\n## v", 1)  # the newest version's section first
+    changelog.insert(1, "\n## v1.1.0\n\n- planted_links names up to 50 links.\n\n## v")
+    (copy / "CHANGELOG.md").write_text("".join(changelog))
     git(copy, "commit", "-qam", "version B")
     git(copy, "tag", "v1.1.0")
     return copy
