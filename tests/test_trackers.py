@@ -18,6 +18,7 @@ from tests.test_train import inspect_wandb_run, wandb_run_record, wandb_summary
 
 FAKE_KEY = "fakekey" + "0123456789abcdef0123456789abcdef0"
 MY_TOKEN = "tok-" + "Zx81Qw72Er63Ty54"
+REMOTE_PASSWORD = "pw-" + "Lk39Jh28Gf17"  # in the git remote's URL, as `git clone https://user:<token>@...` leaves it
 WANDB_ONLY = {"_runtime", "_step", "_timestamp", "_wandb", "trainer/global_step", "test/confusion_matrix",
               "test/misclassified"}  # fmt: skip
 
@@ -57,6 +58,31 @@ def test_run_record_holds_command_host_and_versions(make_cfg, monkeypatch):
     assert versions["lightning"].startswith("2.") and ("mlflow-skinny" in versions or "mlflow" in versions)
 
 
+def test_wandb_gets_the_commit_and_a_remote_without_credentials_and_no_git_capture_of_its_own(
+    make_cfg, tmp_path, monkeypatch
+):
+    from src.machinery.config.instantiate import instantiate_node
+    from src.machinery.tracking import loggers
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    git(repo, "commit", "-q", "--allow-empty", "-m", "base")
+    git(repo, "remote", "add", "origin", f"https://lab:{REMOTE_PASSWORD}@git.example.com:8443/org/lab.git")
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
+    monkeypatch.setattr(loggers, "ROOT", repo)
+    handed = {}
+    monkeypatch.setattr(loggers, "RedactingWandbLogger", lambda **kwargs: handed.update(kwargs))
+    instantiate_node(make_cfg("logger=wandb").logger.wandb)
+    expected = {"git_commit": head, "git_remote_url": "https://git.example.com:8443/org/lab.git", "disable_git": True}
+    assert handed["settings"] == expected
+    instantiate_node(make_cfg("logger=wandb", "+logger.wandb.settings.disable_git=false").logger.wandb)
+    assert handed["settings"] == {**expected, "disable_git": False}  # the config's own settings win
+    git(repo, "remote", "set-url", "origin", "git@github.com:org/lab.git")  # scp-like: "git@" is no credential
+    assert loggers.git_settings(repo)["git_remote_url"] == "git@github.com:org/lab.git"
+    assert loggers.git_settings(tmp_path) == {"disable_git": True}  # not a git tree: nothing to hand over
+
+
 def git(repo: Path, *args: str) -> None:
     subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=repo, check=True,
                    capture_output=True)  # fmt: skip
@@ -77,6 +103,7 @@ def test_mlflow_run_matches_the_wandb_run_and_the_record_reproduces_it(repo_copy
     git(repo_copy, "init", "-q")
     git(repo_copy, "add", "-A")
     git(repo_copy, "commit", "-qm", "base")
+    git(repo_copy, "remote", "add", "origin", f"https://lab:{REMOTE_PASSWORD}@github.com/org/lab.git")
     train_yaml = repo_copy / "conf" / "train.yaml"  # an uncommitted change, holding a secret by accident
     train_yaml.write_text(train_yaml.read_text() + f"# changed here, MY_TOKEN={MY_TOKEN} by mistake\n")
     (repo_copy / "src" / "models" / "mine.py").write_text("class Mine:\n    pass\n")  # a new file, not git add-ed
@@ -102,6 +129,10 @@ def test_mlflow_run_matches_the_wandb_run_and_the_record_reproduces_it(repo_copy
     config = {k: v for k, v in summary["config"].items() if k != "_wandb"}
     assert config["launch"] == record["launch"] and config["versions"] == record["versions"]
     assert (wandb_dir / "files" / "git.diff").read_text() == diff
+    # W&B's own git capture is off (it would upload an unredacted diff.patch): the commit and remote are given to it
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo_copy, capture_output=True, text=True).stdout.strip()
+    assert wandb_run["git"] == {"commit": head, "remote_url": "https://github.com/org/lab.git"}
+    assert record["git"]["commit"] == head
 
     client, mlflow = mlflow_run(repo_copy / "mlruns")
     wandb_params = _flatten_dict(config)  # MLflow's params are flat strings (up to 250 characters)
@@ -126,8 +157,8 @@ def test_mlflow_run_matches_the_wandb_run_and_the_record_reproduces_it(repo_copy
         assert len(wandb_steps) == 2 and sorted(mlflow_steps) == sorted(wandb_steps)
 
     # no secret from the environment anywhere: run folder (W&B's files included) and MLflow's store
-    assert files_holding(run, [FAKE_KEY, MY_TOKEN]) == []
-    assert files_holding(repo_copy / "mlruns", [FAKE_KEY, MY_TOKEN]) == []
+    assert files_holding(run, [FAKE_KEY, MY_TOKEN, REMOTE_PASSWORD]) == []
+    assert files_holding(repo_copy / "mlruns", [FAKE_KEY, MY_TOKEN, REMOTE_PASSWORD]) == []
 
 
 @pytest.mark.slow

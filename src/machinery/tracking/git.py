@@ -11,6 +11,7 @@ import stat
 import subprocess
 import time
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 # Where a run's code and configs live, from the repository's top: the package, the Hydra configs, the scripts, the
 # launcher plugin, the W&B sweep files, and the top-level entry points (`*.py`: train.py, eval.py, predict.py; not
@@ -79,6 +80,18 @@ def git_state(cwd: str | Path = ".") -> dict[str, object]:
     if len(untracked) > UNTRACKED_MAX_FILES:
         state["untracked_not_listed"] = len(untracked) - UNTRACKED_MAX_FILES
     return state
+
+
+def remote_url(cwd: str | Path = ".") -> str | None:
+    """The `origin` remote's URL with any user name and password taken out (`https://user:<token>@host/org/repo.git`
+    is where a token often sits), or None when there is none."""
+    url = _git(["remote", "get-url", "origin"], Path(cwd))
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme and "@" in parts.netloc:
+        url = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+    return url
 
 
 def git_diff(cwd: str | Path = ".") -> str | None:

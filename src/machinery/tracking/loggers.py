@@ -13,8 +13,10 @@ from urllib.parse import urlparse
 from lightning.pytorch.loggers import Logger, MLFlowLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
+from src.machinery.config.schemas import ROOT
 from src.machinery.runs.folder import read_text, write_text
 from src.machinery.shims.lightning import experiment_started
+from src.machinery.tracking.git import git_state, remote_url
 from src.machinery.tracking.secrets import argv_redacted, redact, secret_values
 
 log = logging.getLogger(__name__)
@@ -87,7 +89,20 @@ def wandb_logger(mode: str = "auto", save_dir: str = ".", name: str | None = Non
     name = f"{name}-{wandb_id}" if name else None
     name, labels = redact_labels(name, {k: kwargs[k] for k in LABELS if kwargs.get(k) is not None})
     kwargs.update(labels)
+    kwargs["settings"] = {**git_settings(ROOT), **(kwargs.get("settings") or {})}  # a config's own settings win
     return RedactingWandbLogger(save_dir=save_dir, mode=resolve_mode(mode), name=name, id=wandb_id, **kwargs)
+
+
+def git_settings(root: Path) -> dict[str, Any]:
+    """W&B's own git capture off, the commit and remote handed to it instead: left on, W&B writes and uploads its own
+    `diff.patch` of the uncommitted changes, unredacted, and the remote URL with any credentials in it. The run page
+    still shows the commit; the changes go up as the run's `git.diff`, redacted (`track_run`)."""
+    settings: dict[str, Any] = {"disable_git": True}
+    if commit := git_state(root)["commit"]:
+        settings["git_commit"] = commit
+    if remote := remote_url(root):
+        settings["git_remote_url"] = remote
+    return settings
 
 
 LABELS = ("group", "tags", "notes", "job_type")  # what describes a W&B run beside its name (not project, entity)
