@@ -90,7 +90,8 @@ def remote_url(cwd: str | Path = ".") -> str | None:
         return None
     parts = urlsplit(url)
     if parts.scheme and "@" in parts.netloc:
-        url = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+        host = parts.netloc.rpartition("@")[2]
+        url = urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
     return url
 
 
