@@ -15,8 +15,10 @@ from hydra.utils import instantiate
 
 from src.data.ts_format import read_series_file, read_ts, read_tsv
 from src.data.ucr import UCRDataModule, fill_missing
-from src.errors import ConfigValueError, DataError
+from src.errors import CheckpointError, ConfigValueError, DataError
+from src.train import train
 from tests.conftest import ROOT, compose_config, run_script
+from tests.test_untrusted_bounds import TINY, resumable_copy
 
 matplotlib.use("Agg")
 UCR = ROOT.parent / "shared" / "data" / "ucr"
@@ -393,3 +395,47 @@ def test_a_broken_file_stops_train_py_with_one_line_naming_file_and_line(tmp_pat
     assert done.returncode == 1 and "Traceback" not in done.stderr
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith(f"Error: {tmp_path / 'Bad' / 'Bad_TRAIN.ts'}:8: ") and re.search(message, last), last
+
+
+@pytest.fixture(scope="module")
+def series_run(tmp_path_factory) -> tuple[Path, Path, list[str]]:
+    """An FCN's run folder after one short epoch on a toy set of series (data=ucr, normalise=dataset: its data module
+    stores class names, mean and std), that set's folder and the run's overrides."""
+    root = tmp_path_factory.mktemp("series")
+    toy_set(root / "archive")
+    overrides = ["data=ucr", "data.name=Toy", f"data.data_dir={root / 'archive'}", "data.num_classes=3"]
+    overrides += ["data.input_shape=[null,2]", "data.normalise=dataset", "data.batch_size=8", "model=fcn"]
+    overrides += ["model.net.channels=[8,8,8]", "callbacks.test_figures=null", *TINY]
+    train(compose_config("train", overrides, root / "run"))
+    return root / "run", root / "archive", overrides
+
+
+SERIES_STATES = {  # name: (a change to the data module's stored state, what the one line says)
+    "class_names_text": (lambda s: s.update(class_names="abc"), r"stored class names abc are not a list of names"),
+    "class_names_missing": (lambda s: s.pop("class_names"), r"stored class names None are not a list of names"),
+    "normalise": (lambda s: s.update(normalise=["x"]), r"stored data\.normalise=\['x'\] is not one of \['series'"),
+    "mean_length": (lambda s: s.update(mean=[0.0] * 5), r"stored mean \[0\.0, .*\] is not 2 finite numbers"),
+    "std_text": (lambda s: s.update(std=["a", "b"]), r"stored std \['a', 'b'\] is not 2 finite numbers"),
+    "std_nan": (lambda s: s.update(std=[float("nan"), 1.0]), r"stored std \[nan, 1\.0\] is not 2 finite numbers"),
+    "not_a_mapping": (lambda s: (s.clear(), s.update(x=1)), r"stored class names None are not a list of names"),
+}
+
+
+@pytest.mark.parametrize("case", SERIES_STATES)
+def test_a_crafted_data_module_state_is_one_line_naming_the_file(series_run, tmp_path, case):
+    """predict.py and a resumed train.py refuse a series data module's stored state of the wrong types or sizes in one
+    line naming the checkpoint, before any series is normalised with it."""
+    from src.predict import predict
+
+    run, archive, overrides = series_run
+    change, message = SERIES_STATES[case]
+    copy = resumable_copy(run, tmp_path, lambda c: change(c["UCRDataModule"]))
+    last = copy / "checkpoints" / "last.ckpt"
+    cfg = compose_config("predict", [f"ckpt_path={last}", f"input={archive / 'Toy' / 'Toy_TEST.ts'}"], tmp_path / "p")
+    with pytest.raises(CheckpointError, match=message) as refused:
+        predict(cfg)
+    assert str(refused.value).startswith(f"checkpoint {last}: ") and "\n" not in str(refused.value)
+    resumed = compose_config("train", [*overrides, "resume=true", "trainer.max_epochs=2"], copy)
+    with pytest.raises(CheckpointError, match=message) as refused:
+        train(resumed)
+    assert str(refused.value).startswith(f"checkpoint {last}: ") and "\n" not in str(refused.value)

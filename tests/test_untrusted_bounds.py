@@ -26,7 +26,6 @@ from src.machinery.checkpoints.files import read_checkpoint
 from src.machinery.resume.stored_config import rebuild_run_config
 from src.train import train
 from tests.conftest import FAST, ROOT, SHARED_DATA, compose_config
-from tests.test_ucr_data import toy_set
 
 TINY = [*FAST, "logger=none", "trainer.max_epochs=1", "trainer.limit_train_batches=3", "trainer.limit_val_batches=1"]
 # Wall time over what the scripts' start-up alone takes here (importing torch and Lightning took 4 to 14 s on this
@@ -438,50 +437,6 @@ def test_a_legitimate_checkpoint_of_each_family_evaluates_and_reproduces(trained
     print(f"{family}: test/acc {metrics['test/acc']:.4f}, eval.py {evaluated['test/acc']:.4f}")
 
 
-@pytest.fixture(scope="module")
-def series_run(tmp_path_factory) -> tuple[Path, Path, list[str]]:
-    """An FCN's run folder after one short epoch on a toy set of series (data=ucr, normalise=dataset: its data module
-    stores class names, mean and std), that set's folder and the run's overrides."""
-    root = tmp_path_factory.mktemp("series")
-    toy_set(root / "archive")
-    overrides = ["data=ucr", "data.name=Toy", f"data.data_dir={root / 'archive'}", "data.num_classes=3"]
-    overrides += ["data.input_shape=[null,2]", "data.normalise=dataset", "data.batch_size=8", "model=fcn"]
-    overrides += ["model.net.channels=[8,8,8]", "callbacks.test_figures=null", *TINY]
-    train(compose_config("train", overrides, root / "run"))
-    return root / "run", root / "archive", overrides
-
-
-SERIES_STATES = {  # name: (a change to the data module's stored state, what the one line says)
-    "class_names_text": (lambda s: s.update(class_names="abc"), r"stored class names abc are not a list of names"),
-    "class_names_missing": (lambda s: s.pop("class_names"), r"stored class names None are not a list of names"),
-    "normalise": (lambda s: s.update(normalise=["x"]), r"stored data\.normalise=\['x'\] is not one of \['series'"),
-    "mean_length": (lambda s: s.update(mean=[0.0] * 5), r"stored mean \[0\.0, .*\] is not 2 finite numbers"),
-    "std_text": (lambda s: s.update(std=["a", "b"]), r"stored std \['a', 'b'\] is not 2 finite numbers"),
-    "std_nan": (lambda s: s.update(std=[float("nan"), 1.0]), r"stored std \[nan, 1\.0\] is not 2 finite numbers"),
-    "not_a_mapping": (lambda s: (s.clear(), s.update(x=1)), r"stored class names None are not a list of names"),
-}
-
-
-@pytest.mark.parametrize("case", SERIES_STATES)
-def test_a_crafted_data_module_state_is_one_line_naming_the_file(series_run, tmp_path, case):
-    """predict.py and a resumed train.py refuse a series data module's stored state of the wrong types or sizes in one
-    line naming the checkpoint, before any series is normalised with it."""
-    from src.predict import predict
-
-    run, archive, overrides = series_run
-    change, message = SERIES_STATES[case]
-    copy = resumable_copy(run, tmp_path, lambda c: change(c["UCRDataModule"]))
-    last = copy / "checkpoints" / "last.ckpt"
-    cfg = compose_config("predict", [f"ckpt_path={last}", f"input={archive / 'Toy' / 'Toy_TEST.ts'}"], tmp_path / "p")
-    with pytest.raises(CheckpointError, match=message) as refused:
-        predict(cfg)
-    assert str(refused.value).startswith(f"checkpoint {last}: ") and "\n" not in str(refused.value)
-    resumed = compose_config("train", [*overrides, "resume=true", "trainer.max_epochs=2"], copy)
-    with pytest.raises(CheckpointError, match=message) as refused:
-        train(resumed)
-    assert str(refused.value).startswith(f"checkpoint {last}: ") and "\n" not in str(refused.value)
-
-
 class ForkData:
     """A fork's data module whose `load_state_dict` trusts what it is given (a KeyError on a state without "vocab")."""
 
@@ -504,16 +459,15 @@ def test_whatever_a_forks_data_module_raises_on_a_stored_state_is_one_line():
         assert error in message and "\n" not in message
 
 
-def test_a_resumed_run_whose_data_module_raises_on_its_stored_state_is_one_line(series_run, tmp_path, monkeypatch):
+def test_a_resumed_run_whose_data_module_raises_on_its_stored_state_is_one_line(trained, tmp_path, monkeypatch):
     """train.py resume=true with a data module that trusts its stored state (as a fork's may): Lightning restores it
     inside fit, and whatever it raises is one line naming the checkpoint, not a traceback."""
-    from src.data.ucr import UCRDataModule
+    from src.data.digits import DigitsDataModule
 
-    run, _, overrides = series_run
-    copy = resumable_copy(run, tmp_path, lambda c: c["UCRDataModule"].update(vocab=None))
-    monkeypatch.setattr(UCRDataModule, "load_state_dict", lambda self, state: len(state["vocab"]))
+    copy = resumable_copy(trained, tmp_path, lambda c: c["DigitsDataModule"].update(vocab=None))
+    monkeypatch.setattr(DigitsDataModule, "load_state_dict", lambda self, state: len(state["vocab"]))
     with pytest.raises(CheckpointError) as refused:
-        train(compose_config("train", [*overrides, "resume=true", "trainer.max_epochs=2"], copy))
+        train(compose_config("train", [*TINY, "resume=true", "trainer.max_epochs=2"], copy))
     last = copy / "checkpoints" / "last.ckpt"
-    expected = f"checkpoint {last}: its state of UCRDataModule is not one that data module takes (TypeError: "
+    expected = f"checkpoint {last}: its state of DigitsDataModule is not one that data module takes (TypeError: "
     assert str(refused.value).startswith(expected) and "\n" not in str(refused.value)
