@@ -62,11 +62,16 @@ def printable(name: str) -> str:
     return os.fsencode(name).decode("utf-8", "replace")
 
 
+def head_commit(cwd: str | Path = ".") -> str | None:
+    """The commit checked out (its full SHA), or None when not in a git work tree (or git is missing)."""
+    return _git(["rev-parse", "HEAD"], Path(cwd))
+
+
 def git_state(cwd: str | Path = ".") -> dict[str, object]:
     """`{"commit": sha, "dirty": bool, "untracked": [paths]}`, all None when not in a git work tree (or git is
     missing). Dirty when a tracked file changed or `untracked` is not empty: the untracked files in `CODE_PATHS`
     (the first `UNTRACKED_MAX_FILES`; `untracked_not_listed` counts any more)."""
-    commit = _git(["rev-parse", "HEAD"], Path(cwd))
+    commit = head_commit(cwd)
     if commit is None:
         return {"commit": None, "dirty": None, "untracked": None}
     status = _git(["status", "--porcelain", "--untracked-files=no"], Path(cwd))

@@ -16,7 +16,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from src.machinery.config.schemas import ROOT
 from src.machinery.runs.folder import read_text, write_text
 from src.machinery.shims.lightning import experiment_started
-from src.machinery.tracking.git import git_state, remote_url
+from src.machinery.tracking.git import head_commit, remote_url
 from src.machinery.tracking.secrets import argv_redacted, redact, secret_values
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ def git_settings(root: Path) -> dict[str, Any]:
     `diff.patch` of the uncommitted changes, unredacted, and the remote URL with any credentials in it. The run page
     still shows the commit; the changes go up as the run's `git.diff`, redacted (`track_run`)."""
     settings: dict[str, Any] = {"disable_git": True}
-    if commit := git_state(root)["commit"]:
+    if commit := head_commit(root):  # the commit alone: the tree's state is the run record's (git_state), not W&B's
         settings["git_commit"] = commit
     if remote := remote_url(root):
         settings["git_remote_url"] = remote
